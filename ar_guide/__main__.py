@@ -1,0 +1,3 @@
+from ar_guide.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Pure numpy geometry: transforms, projection, error models. No I/O, no OpenCV."""

@@ -1,0 +1,69 @@
+#!/bin/sh
+# Set up ar_guide on a fresh Debian/Ubuntu machine and run it.
+#   ./run.sh demo [ARGS...]   set up, then run the demo (ar-guide demo ARGS...)
+#   ./run.sh test [ARGS...]   set up, then run the test suite (pytest ARGS...)
+#   ./run.sh setup            set up only
+# Creates/updates a virtual environment in .venv; as root, installs missing system packages.
+set -eu
+cd "$(dirname "$0")"
+
+# Why each system package is needed (README.md, "System packages"):
+#   libegl1 libgl1-mesa-dri : headless OpenGL (EGL + Mesa llvmpipe) for the anatomy renderer
+#   libosmesa6              : OSMesa, the fallback offscreen OpenGL
+#   libgl1 libglib2.0-0     : loaded by opencv-contrib-python's GUI module
+#   xvfb xdotool            : virtual display for the GUI tests (tests only)
+#   python3-venv            : to create .venv
+SYSTEM_PACKAGES="libegl1 libgl1 libgl1-mesa-dri libosmesa6 libglib2.0-0"
+TEST_PACKAGES="xvfb xdotool"
+
+mode="${1:-setup}"
+[ $# -gt 0 ] && shift
+
+need_packages() {
+    missing=""
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+    done
+    echo "$missing"
+}
+
+install_system_packages() {
+    command -v dpkg-query >/dev/null 2>&1 || return 0
+    pkgs="$SYSTEM_PACKAGES"
+    [ "$mode" = test ] && pkgs="$pkgs $TEST_PACKAGES"
+    python3 -c 'import venv, ensurepip' 2>/dev/null || pkgs="$pkgs python3-venv"
+    missing=$(need_packages $pkgs)
+    [ -z "$missing" ] && return 0
+    if [ "$(id -u)" = 0 ]; then
+        echo "run.sh: installing system packages:$missing"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >/dev/null
+        apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    else
+        echo "run.sh: missing system packages:$missing" >&2
+        echo "run.sh: as root, run: apt-get install$missing" >&2
+        exit 1
+    fi
+}
+
+setup_venv() {
+    if [ ! -x .venv/bin/python ]; then
+        python3 -m venv .venv
+    fi
+    stamp=.venv/.ar_guide-installed
+    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+        .venv/bin/python -m pip install -q --upgrade pip
+        .venv/bin/python -m pip install -q -e ".[test]"
+        touch "$stamp"
+    fi
+}
+
+install_system_packages
+setup_venv
+
+case "$mode" in
+    setup) ;;
+    demo) exec .venv/bin/ar-guide demo "$@" ;;
+    test) exec .venv/bin/python -m pytest "$@" ;;
+    *) echo "usage: ./run.sh demo|test|setup [ARGS...]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,26 @@
+"""Shared fixtures: the real third-party data in ../shared/data (tests skip when it is absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("AR_GUIDE_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path to ../shared/data; skips the test when the folder is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real third-party data not found at {SHARED_DATA} (see README.md, Tests)")
+    return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Keep generated synthetic sequences out of the user's cache, shared across one session."""
+    cache = tmp_path_factory.getbasetemp() / "ar_guide_cache"
+    monkeypatch.setenv("AR_GUIDE_CACHE", str(cache))
