@@ -40,6 +40,12 @@ class CameraModel:
         k = np.array(self.camera_matrix, dtype=np.float64).reshape(3, 3)
         d = np.array(self.distortion, dtype=np.float64).ravel()
         projection.full_distortion(d)  # validates the length
+        if not (np.all(np.isfinite(k)) and k[0, 0] > 0 and k[1, 1] > 0
+                and np.allclose([k[0, 1], k[1, 0], k[2, 0], k[2, 1]], 0.0) and k[2, 2] == 1.0):
+            raise ValueError("camera matrix must be [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] with fx, fy > 0 "
+                             "(OpenCV's model has no skew)")
+        if not np.all(np.isfinite(d)):
+            raise ValueError("distortion coefficients must be finite")
         k.setflags(write=False)
         d.setflags(write=False)
         object.__setattr__(self, "camera_matrix", k)
@@ -145,7 +151,7 @@ def _load_filestorage(path: Path) -> CameraModel:
                 extras[key] = node.string()
             elif node.isReal() or node.isInt():
                 extras[key] = node.real()
-        return CameraModel(k, d, size, extras, source=str(path))
+        return _checked_camera(path, k, d, size, extras)
     finally:
         fs.release()
 
@@ -175,7 +181,7 @@ def _load_ros_yaml(path: Path, text: str) -> CameraModel:
     size = None
     if "image_width" in data and "image_height" in data:
         size = (int(data["image_width"]), int(data["image_height"]))
-    return CameraModel(k, d, size, {}, source=str(path))
+    return _checked_camera(path, k, d, size, {})
 
 
 def _load_plain_text(path: Path, text: str) -> CameraModel:
@@ -195,7 +201,14 @@ def _load_plain_text(path: Path, text: str) -> CameraModel:
     d = np.array(rows[3])
     if d.size not in projection.SUPPORTED_DISTORTION_LENGTHS:
         raise InputError(f"expected 4, 5, 8 or 12 distortion coefficients, got {d.size}", path=path)
-    return CameraModel(k, d, None, {}, source=str(path))
+    return _checked_camera(path, k, d, None, {})
+
+
+def _checked_camera(path: Path, k, d, size, extras) -> CameraModel:
+    try:
+        return CameraModel(k, d, size, extras, source=str(path))
+    except ValueError as exc:
+        raise InputError(str(exc), path=path) from None
 
 
 def save_camera(path: str | os.PathLike, camera: CameraModel, extras: dict | None = None) -> None:

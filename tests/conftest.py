@@ -19,8 +19,17 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Keep generated synthetic sequences out of the user's cache, shared across one session."""
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Keep generated synthetic sequences out of the user's cache, shared across one session.
+
+    Session-scoped and autouse, so it is in place before any module-scoped fixture generates data.
+    """
     cache = tmp_path_factory.getbasetemp() / "ar_guide_cache"
-    monkeypatch.setenv("AR_GUIDE_CACHE", str(cache))
+    previous = os.environ.get("AR_GUIDE_CACHE")
+    os.environ["AR_GUIDE_CACHE"] = str(cache)
+    yield cache
+    if previous is None:
+        os.environ.pop("AR_GUIDE_CACHE", None)
+    else:
+        os.environ["AR_GUIDE_CACHE"] = previous

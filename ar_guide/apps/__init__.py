@@ -1,0 +1,1 @@
+"""Command-line applications: thin layers that wire sources, the pipeline and outputs together."""

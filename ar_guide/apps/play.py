@@ -1,0 +1,60 @@
+"""``ar-guide play VIDEO --scene SCENE.yaml``: the overlay on a recorded video."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ar_guide.apps.playback import PlaybackOptions, print_summary, run_playback
+from ar_guide.camera import load_camera
+from ar_guide.errors import InputError
+from ar_guide.io.sources import VideoFileSource
+from ar_guide.scene import load_scene
+from ar_guide.session import build_pipeline
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "play", help="overlay the registered scene on a recorded video",
+        description="Track the scene's reference body in VIDEO and draw the registered anatomy, targets and "
+                    "planned paths over it: in a window, and/or into a video with a pose log and a report.",
+    )
+    p.add_argument("video", type=Path, help="video file (any format FFmpeg reads)")
+    p.add_argument("--scene", type=Path, required=True, help="scene file (docs/scene-format.md)")
+    p.add_argument("--calibration", type=Path, help="camera calibration (OpenCV YAML, ROS camera_info or "
+                   "SciKit-Surgery text); default: the scene's 'calibration' entry")
+    p.add_argument("--output", type=Path, help="write the overlay video here (.mp4: H.264)")
+    p.add_argument("--poses", type=Path, help="write the pose log (CSV) here")
+    p.add_argument("--report", type=Path, help="write the run report (JSON) here")
+    p.add_argument("--no-window", action="store_true", help="never open a window")
+    p.add_argument("--realtime", action="store_true", help="pace playback to the video's timestamps")
+    p.set_defaults(run=run)
+
+
+def resolve_calibration(args, scene):
+    path = args.calibration or getattr(scene, "calibration_path", None)
+    if path is None:
+        raise InputError("no camera calibration: pass --calibration CAM.yaml or add 'calibration:' to the scene",
+                         path=args.scene)
+    return load_camera(path)
+
+
+def run(args) -> int:
+    scene = load_scene(args.scene)
+    source = VideoFileSource(args.video)
+    camera = resolve_calibration(args, scene)
+    camera.check_image_size(source.width, source.height, what=f"{args.video}")
+    pipeline = build_pipeline(scene, camera)
+    window = not args.no_window
+    if not window and not (args.output or args.poses or args.report):
+        print("ar-guide: nothing to show or write: add --output, --poses or --report (or drop --no-window)",
+              file=sys.stderr)
+        return 2
+    options = PlaybackOptions(video_out=args.output, poses_out=args.poses, report_out=args.report,
+                              window=window, realtime=args.realtime, title=f"ar_guide - {args.video.name}")
+    header = {"command": "play", "input": {"video": str(args.video), "scene": str(args.scene),
+                                            "calibration": camera.source}}
+    with source:
+        report = run_playback(source, pipeline, options, report_header=header)
+    print_summary(report)
+    return 0

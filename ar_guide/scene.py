@@ -1,0 +1,578 @@
+"""The scene file: reference body, registration, anatomy, targets, planned paths and tools.
+
+Format: docs/scene-format.md (YAML, version 1).  :func:`load_scene` validates the whole file once,
+at the boundary (STYLE.md): every problem is an :class:`InputError` naming the file and the key,
+e.g. ``scene.yaml: 'anatomy[1].opacity': expected a number in [0, 1], got 1.5``.  Unknown keys are
+errors too, so that a typo (``opactiy``) cannot pass silently, and so are repeated keys (YAML itself
+keeps the last one without a word).
+
+Positions are in the CT frame (LPS, mm).  Slicer markups (``.mrk.json``) in RAS are converted to
+LPS by negating x and y.  Meshes are checked to exist but read only by
+:func:`load_anatomy_meshes`; the reference and tool bodies are kept as the raw shorthand mappings
+and resolved by ``ar_guide.tracking.bodies.body_from_config`` (relative to :attr:`Scene.base_dir`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import difflib
+import json
+import math
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ar_guide.constants import SceneLimits
+from ar_guide.errors import InputError
+from ar_guide.geometry.transforms import check_transform
+
+SCENE_VERSION = 1
+ROLES = ("organ", "target", "vessel", "risk", "skin", "other")
+
+#: Colour of an anatomy item without 'color', by role (RGB, 0..1).
+ROLE_COLORS_RGB = {
+    "organ": (0.85, 0.45, 0.35),
+    "target": (1.0, 0.85, 0.1),
+    "vessel": (0.8, 0.15, 0.15),
+    "risk": (0.95, 0.25, 0.65),
+    "skin": (0.93, 0.78, 0.68),
+    "other": (0.7, 0.7, 0.7),
+}
+#: Opacity of an anatomy item without 'opacity'.
+DEFAULT_OPACITY = 0.5
+
+_TOP_KEYS = ("version", "units", "description", "calibration", "reference", "registration",
+             "anatomy", "targets", "paths", "tools", "markups")
+_REGISTRATION_KEYS = ("reference_from_ct", "method", "fre_mm", "predicted_tre_mm", "date",
+                      "provenance")
+_ANATOMY_KEYS = ("name", "mesh", "color", "opacity", "role", "scale")
+_TARGET_KEYS = ("name", "position", "radius_mm", "color")
+_PATH_KEYS = ("name", "entry", "target", "diameter_mm")
+_TOOL_KEYS = ("name", "body", "tip_mm")
+_MARKUP_KEYS = ("file", "radius_mm", "color")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Registration:
+    """Places the CT on the reference body.
+
+    reference_from_ct : (4, 4) float64, maps CT (LPS, mm) to reference-body mm; rigid
+    method : how it was obtained (free text)
+    fre_mm : fiducial registration error (RMS, mm), or None if not given
+    predicted_tre_mm : predicted target registration error (mm) by target name
+    date : ISO date or date-time as written, or None
+    provenance : anything else the registration tool recorded (free-form mapping)
+    """
+
+    reference_from_ct: np.ndarray
+    method: str
+    fre_mm: float | None = None
+    predicted_tre_mm: dict = dataclasses.field(default_factory=dict)
+    date: str | None = None
+    provenance: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class AnatomyItem:
+    """A segmented structure: mesh file (CT frame) and how to draw it."""
+
+    name: str
+    mesh_path: Path
+    color_rgb: tuple[float, float, float]
+    opacity: float
+    role: str
+    scale: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Target:
+    """position_ct : (3,) float64, CT (LPS) mm.  color_rgb is None when the scene gives none."""
+
+    name: str
+    position_ct: np.ndarray
+    radius_mm: float
+    color_rgb: tuple[float, float, float] | None = None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PlannedPath:
+    """A planned needle path: entry_ct, target_ct : (3,) float64, CT (LPS) mm."""
+
+    name: str
+    entry_ct: np.ndarray
+    target_ct: np.ndarray
+    target_name: str | None
+    diameter_mm: float
+
+    @property
+    def length_mm(self) -> float:
+        return float(np.linalg.norm(self.target_ct - self.entry_ct))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ToolSpec:
+    """A tracked tool: body shorthand (raw mapping) and tip_mm : (3,) float64 in the body frame."""
+
+    name: str
+    body: dict
+    tip_mm: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Scene:
+    """A validated scene file.  ``reference`` and tool bodies are raw shorthand mappings whose
+    relative file names are relative to :attr:`base_dir`."""
+
+    path: Path
+    version: int
+    reference: dict
+    registration: Registration
+    anatomy: tuple[AnatomyItem, ...] = ()
+    targets: tuple[Target, ...] = ()
+    paths: tuple[PlannedPath, ...] = ()
+    tools: tuple[ToolSpec, ...] = ()
+    calibration_path: Path | None = None
+    description: str | None = None
+
+    @property
+    def base_dir(self) -> Path:
+        """Folder of the scene file: relative paths inside it start here."""
+        return self.path.parent
+
+    def target(self, name: str) -> Target:
+        for t in self.targets:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+
+def load_scene(path: str | os.PathLike, limits: SceneLimits = SceneLimits()) -> Scene:
+    """Read and validate a scene file (docs/scene-format.md); InputError on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("scene file not found", path=path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read scene file: {getattr(exc, 'strerror', None) or exc}",
+                         path=path) from None
+    data = _parse_yaml(text, path)
+    return _SceneReader(path, limits).read(data)
+
+
+def load_anatomy_meshes(scene: Scene) -> list:
+    """The meshes of ``scene.anatomy``, in the same order (``ar_guide.io.meshes.Mesh``, CT mm).
+
+    Scaled by each item's ``scale``.  InputError naming the mesh file on failure.
+    """
+    from ar_guide.io.meshes import load_mesh
+
+    return [load_mesh(item.mesh_path, scale=item.scale) for item in scene.anatomy]
+
+
+# ----------------------------------------------------------------------------------------------
+# YAML with line numbers for repeated keys
+
+
+def _parse_yaml(text: str, path: Path):
+    import yaml
+
+    class _StrictLoader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if isinstance(key, (list, dict)):
+                continue  # reported as a wrong key type later
+            if key in seen:
+                mark = key_node.start_mark
+                raise InputError(f"key {key!r} appears twice (line {seen[key]} and line "
+                                 f"{mark.line + 1}); YAML would keep only the last", path=path)
+            seen[key] = key_node.start_mark.line + 1
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or "syntax error"
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise InputError(f"not valid YAML: {problem}{where}", path=path) from None
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation
+
+
+def _describe(value) -> str:
+    if value is None:
+        return "nothing (null)"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _SceneReader:
+    def __init__(self, path: Path, limits: SceneLimits):
+        self.path = path
+        self.limits = limits
+
+    # -- primitives ------------------------------------------------------------------------
+
+    def fail(self, key: str | None, message: str, path: Path | None = None):
+        raise InputError(message, path=path or self.path, key=key)
+
+    def mapping(self, value, key: str | None, allowed: tuple[str, ...], required: tuple[str, ...] = (),
+                path: Path | None = None) -> dict:
+        if not isinstance(value, dict):
+            what = "the file" if key is None else "this entry"
+            self.fail(key, f"expected a mapping ('key: value' lines) for {what}, got {_describe(value)}",
+                      path)
+        for k in value:
+            if not isinstance(k, str):
+                self.fail(key, f"keys must be text, got {_describe(k)}", path)
+            if k not in allowed:
+                close = difflib.get_close_matches(k, allowed, n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                self.fail(self.sub(key, k), f"unknown key{hint} (expected one of: "
+                                            f"{', '.join(allowed)})", path)
+        for k in required:
+            if k not in value:
+                self.fail(self.sub(key, k), "missing", path)
+        return value
+
+    @staticmethod
+    def sub(key: str | None, name: str) -> str:
+        return name if key is None else f"{key}.{name}"
+
+    def number(self, value, key: str, low=None, high=None, low_open=False) -> float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if ok:
+            value = float(value)
+            ok = (low is None or (value > low if low_open else value >= low)) and \
+                 (high is None or value <= high)
+        if not ok:
+            if low is not None and high is not None:
+                expect = f"a number in [{low:g}, {high:g}]"
+            elif low is not None:
+                expect = f"a number > {low:g}" if low_open else f"a number >= {low:g}"
+            else:
+                expect = "a number"
+            self.fail(key, f"expected {expect}, got {_describe(value)}")
+        return value
+
+    def text(self, value, key: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            self.fail(key, f"expected non-empty text, got {_describe(value)}")
+        return value.strip()
+
+    def point(self, value, key: str, path: Path | None = None) -> np.ndarray:
+        ok = isinstance(value, (list, tuple)) and len(value) == 3 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+        if not ok:
+            self.fail(key, f"expected a point [x, y, z] of 3 numbers (mm), got {_describe(value)}", path)
+        p = np.array(value, dtype=np.float64)
+        p.setflags(write=False)
+        return p
+
+    def color(self, value, key: str, path: Path | None = None) -> tuple[float, float, float]:
+        if isinstance(value, str):
+            m = re.fullmatch(r"#([0-9a-fA-F]{6})", value.strip())
+            if m:
+                h = m.group(1)
+                return tuple(int(h[i:i + 2], 16) / 255.0 for i in (0, 2, 4))
+        elif isinstance(value, (list, tuple)) and len(value) == 3 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            if all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in value):
+                return tuple(float(v) for v in value)
+            self.fail(key, f"expected RGB numbers in [0, 1] (or \"#rrggbb\"), got {_describe(value)}",
+                      path)
+        hint = " (a # starts a YAML comment: quote it, \"#d97359\")" if value is None else ""
+        self.fail(key, f"expected a colour [r, g, b] with numbers in [0, 1] or \"#rrggbb\", got "
+                       f"{_describe(value)}{hint}", path)
+
+    def items(self, value, key: str) -> list:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.fail(key, f"expected a list ('- ...' entries), got {_describe(value)}")
+        return value
+
+    def unique(self, names: list[str], key_of, what: str) -> None:
+        seen = {}
+        for i, name in enumerate(names):
+            if name in seen:
+                self.fail(key_of(i), f"duplicate {what} name {name!r} (also {key_of(seen[name])})")
+            seen[name] = i
+
+    def file(self, value, key: str, what: str) -> Path:
+        name = self.text(value, key)
+        resolved = (self.path.parent / name).resolve()
+        if not resolved.is_file():
+            self.fail(key, f"{what} not found: {resolved}")
+        return resolved
+
+    # -- sections --------------------------------------------------------------------------
+
+    def read(self, data) -> Scene:
+        if data is None:
+            self.fail(None, "the scene file is empty")
+        top = self.mapping(data, None, _TOP_KEYS, required=("version", "units", "reference",
+                                                             "registration"))
+        version = top["version"]
+        if isinstance(version, bool) or not isinstance(version, int):
+            self.fail("version", f"expected the number {SCENE_VERSION}, got {_describe(version)}")
+        if version != SCENE_VERSION:
+            self.fail("version", f"unsupported scene version {version}; this ar_guide reads "
+                                 f"version {SCENE_VERSION}")
+        units = top["units"]
+        if units != "mm":
+            self.fail("units", f"only mm is supported, got {_describe(units)} (convert positions "
+                               "to mm; meshes in other units take 'scale')")
+        description = None
+        if top.get("description") is not None:
+            description = self.text(top["description"], "description")
+        calibration = None
+        if top.get("calibration") is not None:
+            calibration = self.file(top["calibration"], "calibration", "calibration file")
+        reference = self.body(top["reference"], "reference")
+        anatomy = [self.anatomy_item(v, f"anatomy[{i}]")
+                   for i, v in enumerate(self.items(top.get("anatomy"), "anatomy"))]
+        self.unique([a.name for a in anatomy], lambda i: f"anatomy[{i}].name", "anatomy")
+        targets = [self.target(v, f"targets[{i}]")
+                   for i, v in enumerate(self.items(top.get("targets"), "targets"))]
+        self.unique([t.name for t in targets], lambda i: f"targets[{i}].name", "target")
+        for i, v in enumerate(self.items(top.get("markups"), "markups")):
+            new = self.markup(v, f"markups[{i}]")
+            known = {t.name for t in targets}
+            for t in new:
+                if t.name in known:
+                    self.fail(f"markups[{i}]", f"control point {t.name!r} has the name of a target "
+                                               "already defined; rename one of them")
+                known.add(t.name)
+            targets.extend(new)
+        by_name = {t.name: t for t in targets}
+        paths = [self.planned_path(v, f"paths[{i}]", by_name)
+                 for i, v in enumerate(self.items(top.get("paths"), "paths"))]
+        self.unique([p.name for p in paths], lambda i: f"paths[{i}].name", "path")
+        tools = [self.tool(v, f"tools[{i}]")
+                 for i, v in enumerate(self.items(top.get("tools"), "tools"))]
+        self.unique([t.name for t in tools], lambda i: f"tools[{i}].name", "tool")
+        registration = self.registration(top["registration"], by_name)
+        return Scene(path=self.path.resolve(), version=version, reference=reference,
+                     registration=registration, anatomy=tuple(anatomy), targets=tuple(targets),
+                     paths=tuple(paths), tools=tuple(tools), calibration_path=calibration,
+                     description=description)
+
+    def body(self, value, key: str) -> dict:
+        """A body shorthand: checked only for shape here; tracking.bodies resolves it."""
+        if not isinstance(value, dict) or not value:
+            self.fail(key, "expected a body: a mapping with 'type' (charuco, aruco_grid, marker_map, "
+                           f"sksurgery) or 'file', got {_describe(value)}")
+        if "type" not in value and "file" not in value:
+            self.fail(key, "expected 'type' (charuco, aruco_grid, marker_map, sksurgery) or 'file'")
+        return dict(value)
+
+    def registration(self, value, targets: dict) -> Registration:
+        key = "registration"
+        reg = self.mapping(value, key, _REGISTRATION_KEYS, required=("reference_from_ct",))
+        m = reg["reference_from_ct"]
+        k = f"{key}.reference_from_ct"
+        shape_ok = isinstance(m, list) and len(m) == 4 and all(
+            isinstance(r, list) and len(r) == 4 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in r) for r in m)
+        if not shape_ok:
+            self.fail(k, f"expected a 4x4 matrix as 4 rows of 4 numbers, got {_describe(m)}")
+        try:
+            matrix = check_transform(m, name="reference_from_ct", atol=self.limits.rigid_atol)
+        except ValueError as exc:
+            detail = str(exc).split(": ", 1)[-1]
+            self.fail(k, f"not a rigid transform: {detail} (tolerance {self.limits.rigid_atol:g}; "
+                         "write the matrix with at least 6 decimals)")
+        matrix = _nearest_rigid(matrix)
+        method = self.text(reg.get("method") or "unspecified", f"{key}.method")
+        fre = None
+        if reg.get("fre_mm") is not None:
+            fre = self.number(reg["fre_mm"], f"{key}.fre_mm", low=0.0)
+        tre = {}
+        raw_tre = reg.get("predicted_tre_mm")
+        if raw_tre is not None:
+            if not isinstance(raw_tre, dict):
+                self.fail(f"{key}.predicted_tre_mm",
+                          f"expected a mapping 'target name: mm', got {_describe(raw_tre)}")
+            for name, v in raw_tre.items():
+                sub = f"{key}.predicted_tre_mm.{name}"
+                if name not in targets:
+                    known = ", ".join(targets) or "none defined"
+                    self.fail(sub, f"no target of this name (targets: {known})")
+                tre[name] = self.number(v, sub, low=0.0)
+        date = reg.get("date")
+        if isinstance(date, (datetime.date, datetime.datetime)):
+            date = date.isoformat()
+        elif date is not None:
+            date = self.text(str(date), f"{key}.date")
+        provenance = reg.get("provenance") or {}
+        if isinstance(provenance, str):
+            provenance = {"note": provenance}
+        if not isinstance(provenance, dict):
+            self.fail(f"{key}.provenance", f"expected a mapping or text, got {_describe(provenance)}")
+        return Registration(matrix, method, fre, tre, date, dict(provenance))
+
+    def anatomy_item(self, value, key: str) -> AnatomyItem:
+        item = self.mapping(value, key, _ANATOMY_KEYS, required=("name", "mesh"))
+        name = self.text(item["name"], f"{key}.name")
+        mesh_name = self.text(item["mesh"], f"{key}.mesh")
+        from ar_guide.io.meshes import MESH_SUFFIXES
+
+        if Path(mesh_name).suffix.lower() not in MESH_SUFFIXES:
+            self.fail(f"{key}.mesh", f"unsupported mesh type {Path(mesh_name).suffix!r}; expected "
+                                     f"one of {', '.join(MESH_SUFFIXES)}")
+        mesh_path = self.file(mesh_name, f"{key}.mesh", "mesh file")
+        role = item.get("role", "other")
+        if role not in ROLES:
+            self.fail(f"{key}.role", f"expected one of {', '.join(ROLES)}, got {_describe(role)}")
+        color = self.color(item["color"], f"{key}.color") if "color" in item \
+            else ROLE_COLORS_RGB[role]
+        opacity = self.number(item.get("opacity", DEFAULT_OPACITY), f"{key}.opacity", 0.0, 1.0)
+        scale = self.number(item.get("scale", 1.0), f"{key}.scale", low=0.0, low_open=True)
+        return AnatomyItem(name, mesh_path, color, opacity, role, scale)
+
+    def target(self, value, key: str) -> Target:
+        item = self.mapping(value, key, _TARGET_KEYS, required=("name", "position"))
+        name = self.text(item["name"], f"{key}.name")
+        position = self.point(item["position"], f"{key}.position")
+        radius = self.number(item.get("radius_mm", self.limits.default_target_radius_mm),
+                             f"{key}.radius_mm", low=0.0, low_open=True)
+        color = self.color(item["color"], f"{key}.color") if "color" in item else None
+        return Target(name, position, radius, color)
+
+    def planned_path(self, value, key: str, targets: dict) -> PlannedPath:
+        item = self.mapping(value, key, _PATH_KEYS, required=("name", "entry", "target"))
+        name = self.text(item["name"], f"{key}.name")
+        entry = self.point(item["entry"], f"{key}.entry")
+        raw_target = item["target"]
+        if isinstance(raw_target, str):
+            if raw_target not in targets:
+                known = ", ".join(targets) or "none defined"
+                self.fail(f"{key}.target", f"no target named {raw_target!r} (targets: {known})")
+            target_ct = targets[raw_target].position_ct
+            target_name = raw_target
+        else:
+            if not isinstance(raw_target, (list, tuple)):
+                self.fail(f"{key}.target", "expected a target's name or a point [x, y, z], got "
+                                           f"{_describe(raw_target)}")
+            target_ct = self.point(raw_target, f"{key}.target")
+            target_name = None
+        length = float(np.linalg.norm(target_ct - entry))
+        if length < self.limits.min_path_length_mm:
+            self.fail(key, f"entry and target are {length:.3g} mm apart; a path needs at least "
+                           f"{self.limits.min_path_length_mm:g} mm")
+        diameter = self.number(item.get("diameter_mm", self.limits.default_path_diameter_mm),
+                               f"{key}.diameter_mm", low=0.0, low_open=True)
+        return PlannedPath(name, entry, target_ct, target_name, diameter)
+
+    def tool(self, value, key: str) -> ToolSpec:
+        item = self.mapping(value, key, _TOOL_KEYS, required=("name", "body", "tip_mm"))
+        name = self.text(item["name"], f"{key}.name")
+        body = self.body(item["body"], f"{key}.body")
+        tip = self.point(item["tip_mm"], f"{key}.tip_mm")
+        return ToolSpec(name, body, tip)
+
+    def markup(self, value, key: str) -> list[Target]:
+        """Slicer markups: the defined control points of point lists become targets."""
+        if isinstance(value, str):
+            value = {"file": value}
+        item = self.mapping(value, key, _MARKUP_KEYS, required=("file",))
+        file = self.file(item["file"], f"{key}.file", "markups file")
+        radius = self.number(item.get("radius_mm", self.limits.default_target_radius_mm),
+                             f"{key}.radius_mm", low=0.0, low_open=True)
+        color = self.color(item["color"], f"{key}.color") if "color" in item else None
+        return [Target(name, position, radius, color) for name, position in read_slicer_markups(file)]
+
+
+def _nearest_rigid(m: np.ndarray) -> np.ndarray:
+    """Project the rotation block onto the nearest rotation (SVD), removing print rounding."""
+    u, _, vt = np.linalg.svd(m[:3, :3])
+    r = u @ vt
+    out = np.eye(4)
+    out[:3, :3] = r
+    out[:3, 3] = m[:3, 3]
+    out.setflags(write=False)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Slicer markups (.mrk.json)
+
+
+def read_slicer_markups(path: str | os.PathLike) -> list[tuple[str, np.ndarray]]:
+    """Control points of the point lists in a Slicer ``.mrk.json`` file, in LPS mm.
+
+    Returns [(label, position_ct (3,) float64)].  Slicer writes ``coordinateSystem`` LPS (since
+    Slicer 4.11) or RAS; RAS is converted to LPS by negating x and y.  Points whose
+    ``positionStatus`` is not "defined" (placed) are skipped.  Unlabelled points are named
+    "<markup name>-<n>".  Only point lists (type "Fiducial") are read: a line or curve is not a
+    set of targets, and reading it as one would be a silent guess.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read markups: {getattr(exc, 'strerror', None) or exc}",
+                         path=path) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
+                         path=path) from None
+    if not isinstance(data, dict) or not isinstance(data.get("markups"), list):
+        raise InputError("not a Slicer markups file: expected a 'markups' list", path=path,
+                         key="markups")
+    points = []
+    for i, markup in enumerate(data["markups"]):
+        key = f"markups[{i}]"
+        if not isinstance(markup, dict):
+            raise InputError("expected a mapping", path=path, key=key)
+        kind = markup.get("type")
+        if kind != "Fiducial":
+            raise InputError(f"only point lists (type 'Fiducial') become targets, got {kind!r}",
+                             path=path, key=f"{key}.type")
+        system = markup.get("coordinateSystem")
+        if system not in ("LPS", "RAS"):
+            raise InputError(f"expected 'LPS' or 'RAS', got {_describe(system)}", path=path,
+                             key=f"{key}.coordinateSystem")
+        units = markup.get("coordinateUnits", "mm")
+        if units != "mm":
+            raise InputError(f"only mm is supported, got {_describe(units)}", path=path,
+                             key=f"{key}.coordinateUnits")
+        base = str(markup.get("name") or path.name.split(".")[0])
+        control = markup.get("controlPoints") or []
+        if not isinstance(control, list):
+            raise InputError("expected a list", path=path, key=f"{key}.controlPoints")
+        for j, cp in enumerate(control):
+            ckey = f"{key}.controlPoints[{j}]"
+            if not isinstance(cp, dict):
+                raise InputError("expected a mapping", path=path, key=ckey)
+            if cp.get("positionStatus", "defined") != "defined":
+                continue
+            pos = cp.get("position")
+            if not (isinstance(pos, list) and len(pos) == 3 and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                    for v in pos)):
+                raise InputError(f"expected [x, y, z] (mm), got {_describe(pos)}", path=path,
+                                 key=f"{ckey}.position")
+            p = np.array(pos, dtype=np.float64)
+            if system == "RAS":
+                p[:2] = -p[:2]
+            p.setflags(write=False)
+            label = str(cp.get("label") or "").strip() or f"{base}-{j + 1}"
+            points.append((label, p))
+    names = [n for n, _ in points]
+    for n in names:
+        if names.count(n) > 1:
+            raise InputError(f"two control points are labelled {n!r}; labels name targets and "
+                             "must be unique", path=path)
+    return points
