@@ -58,6 +58,11 @@ class TrackingGates:
     #: (Re)acquisition, when there is no recent good pose to compare with: this many
     #: consecutive frames must agree (within the jump gate) before a pose is shown as OK.
     acquire_frames: int = 2
+    #: ... except a measurement with at least this many markers, unambiguous and with no old
+    #: pose it contradicts: a chance fit or a false id cannot produce that many consistent
+    #: markers (outliers are removed one by one before, see outlier_px), so it is shown at
+    #: once; the first frame of a video or a still image then has its overlay.
+    instant_acquire_min_markers: int = 4
 
 
 @dataclasses.dataclass(frozen=True)

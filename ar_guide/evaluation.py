@@ -11,23 +11,9 @@ import numpy as np
 
 from ar_guide.camera import CameraModel
 from ar_guide.geometry.transforms import rotation_angle_between, transform_points
-from ar_guide.pipeline import STAGES, FrameResult
+from ar_guide.io.report import TimingStats, summarize_ms
+from ar_guide.pipeline import FrameResult
 from ar_guide.tracking.status import TrackingStatus
-
-
-def summarize(values) -> dict | None:
-    """median, p95, mean and max of a list of numbers (None when empty)."""
-    a = np.asarray(values, dtype=np.float64)
-    a = a[np.isfinite(a)]
-    if a.size == 0:
-        return None
-    return {
-        "median": float(np.median(a)),
-        "p95": float(np.percentile(a, 95)),
-        "mean": float(a.mean()),
-        "max": float(a.max()),
-        "n": int(a.size),
-    }
 
 
 class RunStatistics:
@@ -36,7 +22,7 @@ class RunStatistics:
     def __init__(self, reference_name: str):
         self.reference_name = reference_name
         self.frames = 0
-        self.timings_ms = {stage: [] for stage in STAGES}
+        self.timings = TimingStats()
         self.status_counts = collections.Counter()
         self.overlay_counts = collections.Counter()
         self.body_status_counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
@@ -44,8 +30,7 @@ class RunStatistics:
 
     def add(self, result: FrameResult) -> None:
         self.frames += 1
-        for stage in STAGES:
-            self.timings_ms[stage].append(result.timings_ms[stage])
+        self.timings.add_all(result.timings_ms)
         reference = result.states[self.reference_name]
         self.status_counts[reference.status.value] += 1
         self.overlay_counts[result.overlay] += 1
@@ -63,8 +48,8 @@ class RunStatistics:
             "overlay_frames": {k: self.overlay_counts.get(k, 0) for k in ("current", "stale", "none")},
             "bodies": {name: {s.value: counts.get(s.value, 0) for s in TrackingStatus}
                        for name, counts in self.body_status_counts.items()},
-            "reprojection_rms_px": summarize(self.reprojection_rms_px),
-            "timings_ms": {stage: summarize(values) for stage, values in self.timings_ms.items()},
+            "reprojection_rms_px": summarize_ms(self.reprojection_rms_px),
+            "timings_ms": self.timings.summary(),
         }
 
 
@@ -119,10 +104,10 @@ class GroundTruthComparison:
 
     def summary(self) -> dict:
         return {
-            "overlay_error_px": summarize(self.overlay_error_px),
-            "target_error_mm": summarize(self.target_error_mm),
-            "translation_error_mm": summarize(self.translation_error_mm),
-            "rotation_error_deg": summarize(self.rotation_error_deg),
+            "overlay_error_px": summarize_ms(self.overlay_error_px),
+            "target_error_mm": summarize_ms(self.target_error_mm),
+            "translation_error_mm": summarize_ms(self.translation_error_mm),
+            "rotation_error_deg": summarize_ms(self.rotation_error_deg),
             "false_overlay_frames": self.false_overlay_frames,
             "false_overlay_frame_indices": self.false_overlay_frame_indices[:50],
             "stale_overlay_frames_while_unseen": self.stale_overlay_frames_unseen,

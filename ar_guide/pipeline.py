@@ -124,16 +124,14 @@ class OverlayPipeline:
             if body.dictionary not in self._detectors:
                 self._detectors[body.dictionary] = MarkerDetector(body.dictionary, detector_settings)
         self._estimators = {b.name: BodyPoseEstimator(b, camera, gates) for b in bodies}
-        self._trackers = {b.name: BodyTracker(b.name, gates) for b in bodies}
+        self._trackers = {b.name: BodyTracker(b.name, gates, centre_body=b.centre_body) for b in bodies}
         self._bodies = bodies
-        self._previous = {b.name: None for b in bodies}
         self._targets_ct = (np.array([t.position_ct for t in self.targets], dtype=np.float64).reshape(-1, 3))
         self._gray = None
 
     def reset(self) -> None:
         for tracker in self._trackers.values():
             tracker.reset()
-        self._previous = {name: None for name in self._previous}
 
     def process(self, frame_index: int, timestamp_s: float, image_bgr: np.ndarray) -> FrameResult:
         t0 = time.perf_counter()
@@ -145,14 +143,11 @@ class OverlayPipeline:
 
         states = {}
         for body in self._bodies:
-            measurement = self._estimators[body.name].estimate(
-                detections[body.dictionary], gray, self._previous[body.name])
-            state = self._trackers[body.name].update(measurement, timestamp_s)
-            if state.status is TrackingStatus.OK:
-                self._previous[body.name] = state.camera_from_body
-            elif state.status is TrackingStatus.LOST:
-                self._previous[body.name] = None
-            states[body.name] = state
+            tracker = self._trackers[body.name]
+            # The last trusted pose picks between the two planar solutions of an ambiguous frame.
+            measurement = self._estimators[body.name].measure(
+                detections[body.dictionary], gray, tracker.last_good_camera_from_body)
+            states[body.name] = tracker.update(measurement, timestamp_s)
         t2 = time.perf_counter()
 
         reference_state = states[self.reference.name]

@@ -18,7 +18,7 @@ from ar_guide.io.report import TimingStats, summarize_ms, to_jsonable, write_jso
 def test_summarize_known_values():
     # 1..20: median 10.5; p95 by linear interpolation at rank 0.95 * 19 = 18.05 -> 19.05.
     s = summarize_ms(range(1, 21))
-    assert s == {"median": 10.5, "p95": pytest.approx(19.05, abs=1e-12), "mean": 10.5, "max": 20.0}
+    assert s == {"median": 10.5, "p95": pytest.approx(19.05, abs=1e-12), "mean": 10.5, "max": 20.0, "n": 20}
 
 
 def test_summarize_matches_numpy_and_drops_nan():
@@ -81,7 +81,7 @@ def test_write_json_atomic(tmp_path, monkeypatch):
     path = tmp_path / "sub" / "report.json"
     write_json(path, {"frames": np.int32(10), "timings_ms": {"total": summarize_ms([1, 2, 3])}})
     assert json.loads(path.read_text()) == {"frames": 10, "timings_ms": {"total": {
-        "median": 2.0, "p95": 2.9, "mean": 2.0, "max": 3.0}}}
+        "median": 2.0, "p95": 2.9, "mean": 2.0, "max": 3.0, "n": 3}}}
     # A failed write leaves the previous report as it was and no temporary file.
     with pytest.raises(TypeError):
         write_json(path, {"bad": object()})

@@ -13,6 +13,7 @@ from ar_guide.errors import InputError
 from ar_guide.io.sources import (CameraSource, Frame, ImageFolderSource, VideoFileSource,
                                  natural_key, open_source)
 from ar_guide.io.writers import VideoWriter
+from videotools import corrupt_packets, packets, time_base
 
 W, H, N, FPS = 320, 240, 30, 30.0
 
@@ -50,39 +51,6 @@ def videos(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
-def _packets(path: Path) -> list[tuple[int, int, int]]:
-    """(pts, byte position, size) of each video packet."""
-    import av
-
-    with av.open(str(path)) as c:
-        return [(p.pts, p.pos, p.size) for p in c.demux(c.streams.video[0]) if p.size]
-
-
-def _time_base(path: Path) -> float:
-    import av
-
-    with av.open(str(path)) as c:
-        return float(c.streams.video[0].time_base)
-
-
-def _corrupt_packets(src: Path, dst: Path, which: list[int], nbytes: int = 2048, seed: int = 5,
-                     where: str = "middle"):
-    """Overwrite bytes of the given packets (in stream order) with noise: from a quarter of the
-    payload ("middle") or from its first byte ("start": the slice header of an H.264 frame).
-    In MKV, PyAV's packet position is that of the SimpleBlock's 4-byte header (track number,
-    timecode, flags), so the payload starts 4 bytes later."""
-    data = bytearray(src.read_bytes())
-    rng = np.random.default_rng(seed)
-    packets = _packets(src)
-    header = 4 if src.suffix == ".mkv" else 0
-    for k in which:
-        _pts, pos, size = packets[k]
-        start = pos + header + (size // 4 if where == "middle" else 0)
-        n = min(nbytes, size // 2)
-        data[start:start + n] = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
-    dst.write_bytes(bytes(data))
-
-
 def test_clean_videos_index_time_and_content(videos):
     for ext, path in videos.items():
         with VideoFileSource(path) as source:
@@ -91,7 +59,7 @@ def test_clean_videos_index_time_and_content(videos):
         assert [f.index for f in frames] == list(range(N)), ext
         # Timestamps are pts * time_base: MKV stores whole milliseconds.
         np.testing.assert_allclose([f.timestamp_s for f in frames], np.arange(N) / FPS,
-                                   rtol=0, atol=_time_base(path) / 2 + 1e-12)
+                                   rtol=0, atol=time_base(path) / 2 + 1e-12)
         for f in frames:
             assert isinstance(f, Frame)
             assert f.image_bgr.shape == (H, W, 3) and f.image_bgr.dtype == np.uint8
@@ -113,7 +81,7 @@ def test_iterating_twice_restarts(videos):
 def test_corrupt_mjpeg_frame_is_skipped_and_counted(videos, tmp_path):
     # MJPEG frames are independent: damaging packet 12 loses exactly frame 12.
     bad = tmp_path / "bad.avi"
-    _corrupt_packets(videos["avi"], bad, [12])
+    corrupt_packets(videos["avi"], bad, [12])
     with VideoFileSource(bad) as source:
         frames = list(source)
     indices = [f.index for f in frames]
@@ -134,18 +102,18 @@ def test_corrupt_h264_frame_is_skipped_and_iteration_finishes(videos, tmp_path, 
     # an H.264 frame is often NOT detected by FFmpeg: it conceals it and the frame, and those
     # predicted from it, come out smeared without any error (see VideoFileSource).
     bad = tmp_path / f"bad.{ext}"
-    pts_damaged = _packets(videos[ext])[15][0]
-    _corrupt_packets(videos[ext], bad, [15], where="start")
+    pts_damaged = packets(videos[ext])[15][0]
+    corrupt_packets(videos[ext], bad, [15], where="start")
     with VideoFileSource(bad) as source:
         frames = list(source)
     indices = [f.index for f in frames]
     assert 1 <= source.skipped_frames <= 2
     assert len(frames) == N - source.missing_frames == N - source.skipped_frames
     assert indices == sorted(set(indices)) and indices[0] == 0 and indices[-1] == N - 1
-    assert round(pts_damaged * _time_base(videos[ext]) * FPS) not in indices
+    assert round(pts_damaged * time_base(videos[ext]) * FPS) not in indices
     # Frames after the damage carry their own position (timestamps, not a counter).
     np.testing.assert_allclose([f.timestamp_s for f in frames], np.array(indices) / FPS, rtol=0,
-                               atol=_time_base(bad) / 2 + 1e-12)
+                               atol=time_base(bad) / 2 + 1e-12)
     first_lost = min(set(range(N)) - set(indices))
     for f in frames:
         if f.index < first_lost:
@@ -156,7 +124,7 @@ def test_damaged_mkv_block_header_ends_the_stream_cleanly(videos, tmp_path):
     # Noise over a SimpleBlock's header makes FFmpeg's Matroska demuxer lose the cluster and
     # stop: the source ends there, says so, and what came before is intact.
     data = bytearray(videos["mkv"].read_bytes())
-    _pts, pos, _size = _packets(videos["mkv"])[10]
+    _pts, pos, _size = packets(videos["mkv"])[10]
     data[pos:pos + 2048] = np.random.default_rng(5).integers(0, 256, 2048, dtype=np.uint8).tobytes()
     bad = tmp_path / "header.mkv"
     bad.write_bytes(bytes(data))
@@ -194,7 +162,7 @@ def test_truncated_mp4_is_an_input_error(videos, tmp_path):
 
 def test_nothing_decodable(videos, tmp_path):
     bad = tmp_path / "dead.avi"
-    _corrupt_packets(videos["avi"], bad, list(range(N)), nbytes=10 ** 6)
+    corrupt_packets(videos["avi"], bad, list(range(N)), nbytes=10 ** 6)
     with pytest.raises(InputError, match=rf"dead.avi: no decodable video frames \({N} packets "
                                          r"could not be decoded\)"):
         VideoFileSource(bad)

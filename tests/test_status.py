@@ -23,7 +23,8 @@ def pose(x=0.0, y=0.0, z=400.0, angle_deg=0.0):
     return make_transform(rotation_from_rotvec([0.0, 0.0, math.radians(angle_deg)]), [x, y, z])
 
 
-def measurement(camera_from_body, rms=0.4, ratio=10.0, markers=6, alternative=None):
+# Three markers: below instant_acquire_min_markers, so acquisition takes two frames.
+def measurement(camera_from_body, rms=0.4, ratio=10.0, markers=3, alternative=None):
     return PoseMeasurement(camera_from_body, rms, markers, 4 * markers, ratio, tuple(range(markers)), alternative)
 
 
@@ -39,7 +40,7 @@ def test_acquisition_takes_two_consistent_frames():
     first = tracker.update(measurement(pose()), 0.0)
     assert first.status is LOST and first.camera_from_body is None
     assert first.reason == "reacquiring (1/2)"
-    assert first.reprojection_rms_px == pytest.approx(0.4) and first.markers_used == 6
+    assert first.reprojection_rms_px == pytest.approx(0.4) and first.markers_used == 3
     second = tracker.update(measurement(pose(x=1.0)), DT)
     assert second.status is OK and second.reason == "ok"
     np.testing.assert_array_equal(second.camera_from_body, pose(x=1.0))
@@ -52,6 +53,23 @@ def test_acquisition_takes_two_consistent_frames():
     assert tracker.update(measurement(pose()), 2 * DT).reason == "reacquiring (1/2)"
     # One frame suffices when the gates say so.
     assert BodyTracker("r", TrackingGates(acquire_frames=1)).update(measurement(pose()), 0.0).status is OK
+
+
+def test_strong_measurement_is_acquired_at_once_but_not_after_a_jump():
+    gates = TrackingGates()
+    strong = gates.instant_acquire_min_markers
+    tracker = BodyTracker("reference")
+    first = tracker.update(measurement(pose(), markers=strong), 0.0)
+    assert first.status is OK and first.reason == "ok"
+    # Ambiguous: never at once, whatever the marker count.
+    tracker = BodyTracker("reference")
+    assert tracker.update(measurement(pose(), markers=12, ratio=1.5), 0.0).status is LOST
+    # A jump away from a good pose is confirmed over two frames even with many markers.
+    tracker = BodyTracker("reference")
+    t = acquired(tracker, pose())
+    jumped = tracker.update(measurement(pose(x=300.0), markers=12), t + DT)
+    assert jumped.status is STALE and jumped.reason.startswith("jump 300 mm")
+    assert tracker.update(measurement(pose(x=300.0), markers=12), t + 2 * DT).status is OK
 
 
 def test_ok_stale_lost_timing():

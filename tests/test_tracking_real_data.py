@@ -164,8 +164,9 @@ def test_sksurgery_files_list_corners_in_opencv_order(shared_data):
 def test_video_tracking_reference_and_pointer(shared_data):
     """All 10 frames through detector, estimator and tracker, as the pipeline does.
 
-    Reference (12 markers, 70 mm wide): OK from frame 1 on (two-frame acquisition), within
-    2 mm of frame 0 throughout (the camera barely moves).  Pointer (5 of its 6 markers seen):
+    Reference (12 markers, 70 mm wide): OK from frame 0 on (11 unambiguous markers are acquired at
+    once, TrackingGates.instant_acquire_min_markers); the hand-held camera drifts slowly (2 mm
+    over the 10 frames, measured), so consecutive poses differ by at most 1.1 mm: no jumps.  Pointer (5 of its 6 markers seen):
     a pose with < 1 px error in every frame, but ambiguous by the ratio test (ratio 1.1-2.8 with
     this nominal camera), so it is never shown as OK -- by design, see status.py.
     """
@@ -174,7 +175,7 @@ def test_video_tracking_reference_and_pointer(shared_data):
     estimators = {b.name: BodyPoseEstimator(b, camera) for b in (reference, pointer)}
     trackers = {b.name: BodyTracker(b.name, centre_body=b.centre_body) for b in (reference, pointer)}
     previous = {"reference": None, "pointer": None}
-    first_pose = None
+    previous_pose = None
     for k, gray in enumerate(frames):
         detections = detector.detect(gray)
         states = {}
@@ -187,12 +188,10 @@ def test_video_tracking_reference_and_pointer(shared_data):
                 assert measurement.markers_used == 5 and measurement.reprojection_rms_px < 1.0
                 assert measurement.ambiguity_ratio < 4.0
         ref = states["reference"]
-        if k == 0:
-            assert ref.status is TrackingStatus.LOST and ref.reason == "reacquiring (1/2)"
-        else:
-            assert ref.status is TrackingStatus.OK, (k, ref.reason)
-            first_pose = ref.camera_from_body if first_pose is None else first_pose
-            assert np.linalg.norm(ref.camera_from_body[:3, 3] - first_pose[:3, 3]) < 2.0
+        assert ref.status is TrackingStatus.OK, (k, ref.reason)
+        if previous_pose is not None:
+            assert np.linalg.norm(ref.camera_from_body[:3, 3] - previous_pose[:3, 3]) < 1.5, k
+        previous_pose = ref.camera_from_body
         assert states["pointer"].status is TrackingStatus.LOST
         assert states["pointer"].reason.startswith("ambiguous planar pose (ratio ")
     assert len(frames) == 10

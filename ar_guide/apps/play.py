@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -43,6 +44,10 @@ def run(args) -> int:
     scene = load_scene(args.scene)
     source = VideoFileSource(args.video)
     camera = resolve_calibration(args, scene)
+    if camera.image_size is None:
+        print(f"ar-guide: note: {camera.source} does not say its image size; assuming it was made at the "
+              f"video's {source.width}x{source.height}", file=sys.stderr)
+        camera = dataclasses.replace(camera, image_size=(source.width, source.height))
     camera.check_image_size(source.width, source.height, what=f"{args.video}")
     pipeline = build_pipeline(scene, camera)
     window = not args.no_window

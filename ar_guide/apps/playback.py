@@ -129,8 +129,9 @@ def run_playback(source, pipeline: OverlayPipeline, options: PlaybackOptions, *,
     return report
 
 
-def print_summary(report: dict, stream=sys.stdout) -> None:
+def print_summary(report: dict, stream=None) -> None:
     """A few lines a person reads after a run."""
+    stream = stream or sys.stdout
     t = report["timings_ms"]
     frames = report["frames"]
     print(f"frames: {frames}  tracked (OK): {report['tracked_fraction'] * 100:.1f}%  "

@@ -26,7 +26,7 @@ FLOAT_DIGITS = 7
 
 
 def summarize_ms(values) -> dict | None:
-    """{"median", "p95", "mean", "max"} of the finite values, or None if there are none.
+    """{"median", "p95", "mean", "max", "n"} of the finite values, or None if there are none.
 
     p95 is numpy's default (linear interpolation between closest ranks).  NaN and infinite
     values are left out, so a summary never contains NaN.
@@ -41,6 +41,7 @@ def summarize_ms(values) -> dict | None:
         "p95": float(np.percentile(a, 95)),
         "mean": float(np.mean(a)),
         "max": float(np.max(a)),
+        "n": int(a.size),
     }
 
 

@@ -353,8 +353,8 @@ def draw_banner(frame_bgr: np.ndarray, text: str, color_bgr=(0, 0, 255),
     colour = tuple(int(c) for c in color_bgr)
     cv2.rectangle(frame_bgr, (0, y0), (w - 1, y0 + band), colour, -1)
     border = max(4, int(round(0.012 * min(w, h))))
-    for x0, y0, x1, y1 in ((0, 0, w, border), (0, h - border, w, h), (0, 0, border, h), (w - border, 0, w, h)):
-        frame_bgr[y0:y1, x0:x1] = colour
+    for bx0, by0, bx1, by1 in ((0, 0, w, border), (0, h - border, w, h), (0, 0, border, h), (w - border, 0, w, h)):
+        frame_bgr[by0:by1, bx0:bx1] = colour
     luminance = 0.114 * colour[0] + 0.587 * colour[1] + 0.299 * colour[2]
     ink = (0, 0, 0) if luminance > 140 else (255, 255, 255)
     org = ((w - tw) // 2, y0 + (band + th) // 2 - base // 2)

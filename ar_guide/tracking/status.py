@@ -16,7 +16,9 @@ Rules (FIELD-NOTES.md, "Tracking status and safety"; values in TrackingGates):
 after a jump was rejected): a measurement must be unambiguous (ambiguity ratio at least
 min_ambiguity_ratio: the ArUco library's start rule) and ``acquire_frames`` consecutive frames
 must agree within the jump gate (a chance low-error fit of an ambiguous view, or a false marker,
-rarely repeats in the next frame).  Because acquisition compares new frames with each other,
+rarely repeats in the next frame) -- unless the measurement has at least
+``instant_acquire_min_markers`` markers and no old pose contradicts it (not after a rejected jump),
+which a chance fit or a false id cannot produce.  Because acquisition compares new frames with each other,
 not with the old pose, a real fast move never locks a body out: its new pose is confirmed after
 ``acquire_frames`` frames, even while the old pose is still shown as STALE.
 
@@ -160,7 +162,7 @@ class BodyTracker:
             c = _Pose(_frozen(m.camera_from_body), t, m, c.count + 1)
         else:
             c = _Pose(_frozen(m.camera_from_body), t, m, 1)
-        if c.count >= g.acquire_frames:
+        if c.count >= g.acquire_frames or (reason is None and m.markers_used >= g.instant_acquire_min_markers):
             self._good, self._candidate = c, None
             return self._state(TrackingStatus.OK, t, "ok", rms, m.markers_used)
         self._candidate = c

@@ -1,6 +1,6 @@
 """Benchmark of anatomy rendering and compositing (not a test: run it by hand).
 
-    .venv/bin/python tests/bench_render.py [--frames 40] [--backend egl|osmesa] [--canvas-scale 1.0]
+    .venv/bin/python benchmarks/render_stages.py [--frames 40] [--backend egl|osmesa] [--canvas-scale 1.0]
 
 Scenes: a ~100k-triangle organ-like closed mesh (a bumpy ellipsoid) filling much of the frame,
 opaque; the same at opacity 0.4 with an opaque 5k-triangle tumour inside; the organ so near
