@@ -17,6 +17,7 @@ import numpy as np
 
 from ar_guide.errors import InputError
 from ar_guide.geometry import projection
+from ar_guide.io.textfiles import parse_yaml, read_text
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -103,12 +104,7 @@ class CameraModel:
 def load_camera(path: str | os.PathLike) -> CameraModel:
     """Load a calibration from FileStorage YAML/XML, ROS camera_info YAML or SciKit-Surgery text."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError("calibration file not found", path=path)
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as exc:
-        raise InputError(f"cannot read calibration: {exc.strerror}", path=path) from None
+    text = read_text(path, "calibration file")
     if text.lstrip().startswith("%YAML") or "!!opencv-matrix" in text or path.suffix == ".xml":
         return _load_filestorage(path)
     if path.suffix in (".yaml", ".yml"):
@@ -157,12 +153,7 @@ def _load_filestorage(path: Path) -> CameraModel:
 
 
 def _load_ros_yaml(path: Path, text: str) -> CameraModel:
-    import yaml
-
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InputError(f"not valid YAML ({_yaml_problem(exc)})", path=path) from None
+    data = parse_yaml(text, path)
     if not isinstance(data, dict) or "camera_matrix" not in data:
         raise InputError("not a camera calibration: expected 'camera_matrix' (OpenCV FileStorage "
                          "or ROS camera_info)", path=path)
@@ -236,11 +227,3 @@ def save_camera(path: str | os.PathLike, camera: CameraModel, extras: dict | Non
                 fs.write(key, str(value))
     finally:
         fs.release()
-
-
-def _yaml_problem(exc) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or "syntax error"
-    if mark is not None:
-        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
-    return problem

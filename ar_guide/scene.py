@@ -28,6 +28,7 @@ import numpy as np
 from ar_guide.constants import SceneLimits
 from ar_guide.errors import InputError
 from ar_guide.geometry.transforms import check_transform
+from ar_guide.io.textfiles import load_yaml
 
 SCENE_VERSION = 1
 ROLES = ("organ", "target", "vessel", "risk", "skin", "other")
@@ -152,14 +153,7 @@ class Scene:
 def load_scene(path: str | os.PathLike, limits: SceneLimits = SceneLimits()) -> Scene:
     """Read and validate a scene file (docs/scene-format.md); InputError on any problem."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError("scene file not found", path=path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read scene file: {getattr(exc, 'strerror', None) or exc}",
-                         path=path) from None
-    data = _parse_yaml(text, path)
+    data = load_yaml(path, "scene file")
     return _SceneReader(path, limits).read(data)
 
 
@@ -175,35 +169,6 @@ def load_anatomy_meshes(scene: Scene) -> list:
 
 # ----------------------------------------------------------------------------------------------
 # YAML with line numbers for repeated keys
-
-
-def _parse_yaml(text: str, path: Path):
-    import yaml
-
-    class _StrictLoader(yaml.SafeLoader):
-        pass
-
-    def construct_mapping(loader, node, deep=False):
-        seen = {}
-        for key_node, _ in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            if isinstance(key, (list, dict)):
-                continue  # reported as a wrong key type later
-            if key in seen:
-                mark = key_node.start_mark
-                raise InputError(f"key {key!r} appears twice (line {seen[key]} and line "
-                                 f"{mark.line + 1}); YAML would keep only the last", path=path)
-            seen[key] = key_node.start_mark.line + 1
-        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-    _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
-    try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or "syntax error"
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise InputError(f"not valid YAML: {problem}{where}", path=path) from None
 
 
 # ----------------------------------------------------------------------------------------------

@@ -234,3 +234,11 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") == 0 and "s.yaml" in result.stderr
+
+
+def test_nothing_to_show_or_write(synthetic, monkeypatch, capsys):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    code, _, err = run_cli(capsys, "play", synthetic.video, "--scene", synthetic.scene, "--calibration",
+                           synthetic.calibration)
+    assert code == 2
+    assert_one_line_error(err, "there is no display", "--output")

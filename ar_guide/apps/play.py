@@ -9,6 +9,7 @@ from pathlib import Path
 from ar_guide.apps.playback import PlaybackOptions, print_summary, run_playback
 from ar_guide.camera import load_camera
 from ar_guide.errors import InputError
+from ar_guide.io.display import has_display
 from ar_guide.io.sources import VideoFileSource
 from ar_guide.scene import load_scene
 from ar_guide.session import build_pipeline
@@ -33,7 +34,7 @@ def add_parser(sub) -> None:
 
 
 def resolve_calibration(args, scene):
-    path = args.calibration or getattr(scene, "calibration_path", None)
+    path = args.calibration or scene.calibration_path
     if path is None:
         raise InputError("no camera calibration: pass --calibration CAM.yaml or add 'calibration:' to the scene",
                          path=args.scene)
@@ -41,25 +42,24 @@ def resolve_calibration(args, scene):
 
 
 def run(args) -> int:
+    window = not args.no_window and has_display()
+    if not window and not (args.output or args.poses or args.report):
+        why = "--no-window was given" if args.no_window else "there is no display"
+        raise InputError(f"nothing to show or write ({why}): add --output, --poses or --report")
     scene = load_scene(args.scene)
     source = VideoFileSource(args.video)
-    camera = resolve_calibration(args, scene)
-    if camera.image_size is None:
-        print(f"ar-guide: note: {camera.source} does not say its image size; assuming it was made at the "
-              f"video's {source.width}x{source.height}", file=sys.stderr)
-        camera = dataclasses.replace(camera, image_size=(source.width, source.height))
-    camera.check_image_size(source.width, source.height, what=f"{args.video}")
-    pipeline = build_pipeline(scene, camera)
-    window = not args.no_window
-    if not window and not (args.output or args.poses or args.report):
-        print("ar-guide: nothing to show or write: add --output, --poses or --report (or drop --no-window)",
-              file=sys.stderr)
-        return 2
-    options = PlaybackOptions(video_out=args.output, poses_out=args.poses, report_out=args.report,
-                              window=window, realtime=args.realtime, title=f"ar_guide - {args.video.name}")
-    header = {"command": "play", "input": {"video": str(args.video), "scene": str(args.scene),
-                                            "calibration": camera.source}}
     with source:
+        camera = resolve_calibration(args, scene)
+        if camera.image_size is None:
+            print(f"ar-guide: note: {camera.source} does not say its image size; assuming it was made at the "
+                  f"video's {source.width}x{source.height}", file=sys.stderr)
+            camera = dataclasses.replace(camera, image_size=(source.width, source.height))
+        camera.check_image_size(source.width, source.height, what=f"{args.video}")
+        pipeline = build_pipeline(scene, camera)
+        options = PlaybackOptions(video_out=args.output, poses_out=args.poses, report_out=args.report,
+                                  window=window, realtime=args.realtime, title=f"ar_guide - {args.video.name}")
+        header = {"command": "play", "input": {"video": str(args.video), "scene": str(args.scene),
+                                                "calibration": camera.source}}
         report = run_playback(source, pipeline, options, report_header=header)
     print_summary(report)
     return 0

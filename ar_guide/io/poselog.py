@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ar_guide.errors import InputError
+from ar_guide.io.textfiles import read_text
 from ar_guide.geometry.transforms import (make_transform, quaternion_from_rotation,
                                           rotation_from_quaternion)
 
@@ -115,13 +116,7 @@ def read_pose_log(path: str | os.PathLike) -> list[PoseLogRow]:
     A last line without its newline (a crash while writing) is ignored.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError("pose log not found", path=path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read pose log: {getattr(exc, 'strerror', None) or exc}",
-                         path=path) from None
+    text = read_text(path, "pose log")
     lines = text.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines = lines[:-1]  # partial row of an interrupted write

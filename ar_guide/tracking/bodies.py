@@ -25,6 +25,7 @@ import numpy as np
 
 from ar_guide.constants import BodyTolerances
 from ar_guide.errors import InputError
+from ar_guide.io.textfiles import load_yaml, read_text
 from ar_guide.tracking import aruco
 
 BODY_TYPES = ("charuco", "aruco_grid", "marker_map", "sksurgery")
@@ -235,12 +236,7 @@ def load_sksurgery_body(path, name: str, dictionary: str) -> RigidBody:
     skipped.  The corners are in OpenCV order already (see the module docstring).
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError("rigid-body file not found", path=path)
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as exc:
-        raise InputError(f"cannot read rigid-body file: {exc.strerror}", path=path) from None
+    text = read_text(path, "rigid-body file")
     markers = {}
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
@@ -382,21 +378,11 @@ def _resolve(file_name, base_dir: Path, source, key) -> Path:
 
 
 def _body_from_board_file(file_name, base_dir, name, source, key, depth):
-    import yaml
-
     if depth >= _MAX_FILE_DEPTH:
         raise InputError(f"board files refer to each other more than {_MAX_FILE_DEPTH} deep (a loop?)",
                          path=source, key=f"{key}.file")
     path = _resolve(file_name, base_dir, source, f"{key}.file")
-    try:
-        data = yaml.safe_load(path.read_text(errors="replace"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise InputError(f"not valid YAML ({getattr(exc, 'problem', None) or 'syntax error'}{where})",
-                         path=path) from None
-    except OSError as exc:
-        raise InputError(f"cannot read board file: {exc.strerror}", path=path) from None
+    data = load_yaml(path, "board file")
     if isinstance(data, dict) and isinstance(data.get("board"), dict) and "type" not in data:
         data = data["board"]  # a board file may hold its shorthand under 'board'
     return _body_from_config(data, path.parent, name, path, "board", depth + 1)
