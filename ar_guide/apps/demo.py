@@ -5,6 +5,7 @@ Needs no camera and no files: the sequence is generated (seeded) on first use an
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from ar_guide.apps.playback import PlaybackOptions, print_summary, run_playback
@@ -38,6 +39,8 @@ def run(args) -> int:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     window = (not args.no_window) and has_display()
+    if not args.no_window and not window:
+        print("ar-guide: no display found: writing the overlay to files instead of a window", file=sys.stderr)
     options = PlaybackOptions(video_out=out / "overlay.mp4", poses_out=out / "poses.csv",
                               report_out=out / "report.json", window=window, realtime=window,
                               title="ar_guide demo - synthetic phantom")

@@ -43,6 +43,18 @@ def machine_description() -> dict:
     }
 
 
+def renderer_description(renderer) -> dict | None:
+    """Which OpenGL the anatomy was drawn with (None: no anatomy in the scene)."""
+    if renderer is None:
+        return None
+    from ar_guide.render.gl import backend_of
+
+    with renderer.ctx:
+        info = renderer.ctx.info
+    return {"backend": backend_of(renderer.ctx), "gl_renderer": info.get("GL_RENDERER"),
+            "gl_version": info.get("GL_VERSION"), "triangles": int(sum(len(l.faces) for l in renderer.layers))}
+
+
 def run_playback(source, pipeline: OverlayPipeline, options: PlaybackOptions, *, ground_truth=None,
                  gt_comparison: GroundTruthComparison | None = None, report_header: dict | None = None) -> dict:
     """Plays ``source`` through ``pipeline``; returns the report (also written if asked)."""
@@ -119,6 +131,7 @@ def run_playback(source, pipeline: OverlayPipeline, options: PlaybackOptions, *,
         "stopped_by_user": stopped_by_user,
         "wall_time_s": wall_s,
         "machine": machine_description(),
+        "renderer": renderer_description(pipeline.renderer),
         "outputs": {k: str(v) for k, v in (("video", options.video_out), ("poses", options.poses_out),
                                            ("report", options.report_out)) if v is not None},
     }
