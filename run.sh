@@ -27,23 +27,37 @@ need_packages() {
     echo "$missing"
 }
 
-install_system_packages() {
-    command -v dpkg-query >/dev/null 2>&1 || return 0
-    pkgs="$SYSTEM_PACKAGES"
-    [ "$mode" = test ] && pkgs="$pkgs $TEST_PACKAGES"
-    python3 -c 'import venv, ensurepip' 2>/dev/null || pkgs="$pkgs python3-venv"
-    missing=$(need_packages $pkgs)
+apt_install() {
+    # apt_install REQUIRED|OPTIONAL PACKAGES...: installs the missing ones (as root).
+    kind=$1; shift
+    missing=$(need_packages "$@")
     [ -z "$missing" ] && return 0
-    if [ "$(id -u)" = 0 ]; then
-        echo "run.sh: installing system packages:$missing"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq >/dev/null
-        apt-get install -y -qq --no-install-recommends $missing >/dev/null
-    else
+    if [ "$(id -u)" != 0 ]; then
+        [ "$kind" = OPTIONAL ] && { echo "run.sh: not installed (tests that need them will skip):$missing" >&2; return 0; }
         echo "run.sh: missing system packages:$missing" >&2
         echo "run.sh: as root, run: apt-get install$missing" >&2
         exit 1
     fi
+    echo "run.sh: installing system packages:$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    if [ -z "${APT_UPDATED:-}" ]; then
+        apt-get update -qq >/dev/null || echo "run.sh: apt-get update failed; trying the cached package lists" >&2
+        APT_UPDATED=1
+    fi
+    if ! apt-get install -y -qq --no-install-recommends $missing >/dev/null; then
+        [ "$kind" = OPTIONAL ] && { echo "run.sh: could not install$missing (tests that need them will skip)" >&2; return 0; }
+        echo "run.sh: could not install:$missing" >&2
+        exit 1
+    fi
+}
+
+install_system_packages() {
+    command -v dpkg-query >/dev/null 2>&1 || return 0
+    required="$SYSTEM_PACKAGES"
+    python3 -c 'import venv, ensurepip' 2>/dev/null || required="$required python3-venv"
+    apt_install REQUIRED $required
+    [ "$mode" = test ] && apt_install OPTIONAL $TEST_PACKAGES
+    return 0
 }
 
 setup_venv() {
@@ -53,7 +67,7 @@ setup_venv() {
     stamp=.venv/.ar_guide-installed
     if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
         .venv/bin/python -m pip install -q --upgrade pip
-        .venv/bin/python -m pip install -q -e ".[test]"
+        PYTHONWARNINGS=ignore .venv/bin/python -m pip install -q -e ".[test]"
         touch "$stamp"
     fi
 }
