@@ -38,6 +38,14 @@ def run_cli(capsys, *args):
     return code, captured.out, captured.err
 
 
+def transcode(src: Path, dst: Path) -> Path:
+    """Re-encode a video into the container/codec that ``dst``'s extension selects."""
+    with VideoFileSource(src) as source, VideoWriter(dst, source.fps, (source.width, source.height)) as writer:
+        for frame in source:
+            writer.write(frame.image_bgr)
+    return dst
+
+
 def assert_one_line_error(err: str, *fragments: str):
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert len(lines) == 1, err
@@ -94,10 +102,7 @@ def test_play_synthetic_writes_video_poses_and_report(synthetic, tmp_path, capsy
 
 
 def test_corrupt_frame_in_the_middle_is_skipped_and_counted(synthetic, tmp_path, capsys):
-    clean = tmp_path / "clean.avi"  # MJPEG: frames are independent, so one damaged packet = one frame
-    with VideoFileSource(synthetic.video) as source, VideoWriter(clean, source.fps, (source.width, source.height)) as w:
-        for frame in source:
-            w.write(frame.image_bgr)
+    clean = transcode(synthetic.video, tmp_path / "clean.avi")  # MJPEG: one damaged packet = one frame
     bad = tmp_path / "bad.avi"
     corrupt_packets(clean, bad, [20])
     report = tmp_path / "r.json"
@@ -196,10 +201,7 @@ def test_truncated_video(synthetic, tmp_path, capsys):
 
 
 def test_truncated_mkv_plays_what_was_recorded(synthetic, tmp_path, capsys):
-    full = tmp_path / "full.mkv"
-    with VideoFileSource(synthetic.video) as source, VideoWriter(full, source.fps, (source.width, source.height)) as w:
-        for frame in source:
-            w.write(frame.image_bgr)
+    full = transcode(synthetic.video, tmp_path / "full.mkv")
     cut = tmp_path / "cut.mkv"
     data = full.read_bytes()
     cut.write_bytes(data[: int(len(data) * 0.6)])

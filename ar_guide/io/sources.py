@@ -210,13 +210,7 @@ class VideoFileSource:
                 self.skipped_frames += 1
                 pending_errors += 1
                 continue
-            for frame in decoded:
-                index, timestamp = self._position(frame, last_index, pending_errors)
-                if index > last_index + 1:
-                    self.missing_frames += index - last_index - 1
-                last_index = index
-                pending_errors = 0
-                yield Frame(index, timestamp, self._to_bgr(frame))
+            last_index, pending_errors = yield from self._emit(decoded, last_index, pending_errors)
         if not exhausted:
             yield from self._drain(last_index, pending_errors)
             return
@@ -230,14 +224,19 @@ class VideoFileSource:
             remaining = self._stream.codec_context.decode(None)
         except (av.error.FFmpegError, ValueError):
             remaining = []
-        for frame in remaining:
+        last_index, _ = yield from self._emit(remaining, last_index, pending_errors)
+        self._check_complete(last_index)
+
+    def _emit(self, decoded, last_index: int, pending_errors: int):
+        """Yields the decoded pictures as numbered Frames; returns (last_index, pending_errors)."""
+        for frame in decoded:
             index, timestamp = self._position(frame, last_index, pending_errors)
             if index > last_index + 1:
                 self.missing_frames += index - last_index - 1
             last_index = index
             pending_errors = 0
             yield Frame(index, timestamp, self._to_bgr(frame))
-        self._check_complete(last_index)
+        return last_index, pending_errors
 
     def _check_complete(self, last_index: int) -> None:
         # A header's frame count is exact; one estimated from the duration may be one off.
