@@ -387,6 +387,13 @@ def marker_image(dictionary: str, marker_id: int, side_px: int, border_bits: int
                                       borderBits=int(border_bits))
 
 
+def marker_cells(dictionary: str, marker_id: int) -> np.ndarray:
+    """(n + 2, n + 2) bool, True where a cell of the marker is black (its 1-cell border included),
+    row 0 at the marker's top edge, column 0 at its left edge (corner 0 is the top-left)."""
+    n = int(get_dictionary(dictionary).markerSize) + 2
+    return marker_image(dictionary, marker_id, n, border_bits=1) < 128
+
+
 def board_image(board, size_px: tuple[int, int], margin_px: int = 0) -> np.ndarray:
     """(H, W) uint8 image of a board (ChArUco or grid), white background."""
     return board.generateImage((int(size_px[0]), int(size_px[1])), marginSize=int(margin_px), borderBits=1)

@@ -1,0 +1,1 @@
+"""Camera calibration: boards, corner detection, solving, quality checks and reports."""
