@@ -228,3 +228,223 @@ class SynthSettings:
     #: Ground-truth visibility: a marker counts only if all of its samples (a grid of this many
     #: per side, corners included) are inside the image and unoccluded.
     visibility_grid: int = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptureSettings:
+    """When the live calibration session takes a view, and when it has enough
+    (ar_guide.calibration.capture, ``calibrate run --camera``)."""
+
+    #: Image grid of the coverage map (columns, rows); the same grid as the calibration report.
+    grid: tuple[int, int] = (8, 6)
+    #: A view is taken only with at least this many corners (capped at half the board's): six
+    #: pose parameters per view, and a partial board near an image corner is still worth having.
+    min_corners: int = 12
+    #: Steady board: every shared corner moved less than steady_px over the last steady_s.  At
+    #: 1 px in a 1/30 s exposure a corner is smeared by under a pixel; 0.3 s is long enough for a
+    #: held board to settle, short enough not to feel slow.
+    steady_px: float = 1.0
+    steady_s: float = 0.3
+    #: Pose distance between two views: RMS image displacement of their common corners, as a
+    #: fraction of the image diagonal (a view sharing fewer than 4 corners is a distinct pose).
+    #: A view within near_duplicate_fraction of a view taken, and tilted within
+    #: near_duplicate_tilt_deg of it, is refused whatever it adds: the same board position twice
+    #: adds nothing to the solve (Zhang 2000 needs distinct orientations).  The tilt counts on
+    #: its own because turning the board 35 deg about its centre moves its corners by only about
+    #: 1.5 % of the diagonal, yet that is what determines the focal length.  At
+    #: distinct_pose_fraction or more a view is taken even without new cells or tilt bins.
+    near_duplicate_fraction: float = 0.04
+    near_duplicate_tilt_deg: float = 10.0
+    distinct_pose_fraction: float = 0.12
+    #: Tilt bins of the tilt map: rings at these tilt angles (deg; below the first: face-on),
+    #: each split into tilt_sectors directions.
+    tilt_rings_deg: tuple[float, ...] = (10.0, 25.0, 40.0)
+    tilt_sectors: int = 8
+    #: Enough for a trusted solve: views, fraction of image cells touched by some view, and
+    #: strongly tilted views (>= strong_tilt_deg) in at least this many of the 4 directions
+    #: (top/bottom/left/right edge farther away).  Focal length and principal point are
+    #: determined only by tilted views (Zhang 2000, section 3.3: parallel planes add no
+    #: constraint); OpenCV's tutorial asks for 10-20 views covering the whole image; corners of
+    #: the image are where distortion is largest and least constrained.
+    min_views: int = 15
+    min_cell_fraction: float = 0.8
+    strong_tilt_deg: float = 20.0
+    min_tilt_directions: int = 3
+    #: Auto-capture stops at this many views (the solver's --max-views decides what it uses).
+    max_views: int = 60
+    #: Headless sessions end after this long without enough coverage (--max-seconds).
+    max_seconds: float = 120.0
+    #: The preview marks the detection result stale when it is older than this (s): SlicerIGT's
+    #: watchdog uses 0.2-0.5 s (FIELD-NOTES.md).
+    stale_after_s: float = 0.2
+
+
+@dataclasses.dataclass(frozen=True)
+class CalibrationCheckSettings:
+    """Verdict thresholds of ``calibrate check`` (ar_guide.calibration.check)."""
+
+    #: A good calibration reprojects a sharp board with RMS well under a pixel: plain OpenCV
+    #: reaches 0.19-0.34 px on the real webcam sets of ../shared/data (data/README.md).
+    good_reprojection_rms_px: float = 0.5
+    #: Neighbouring corners back-projected onto the fitted board plane, RMS distance error in %
+    #: of the true spacing (0.5 % of a 25 mm square is 0.13 mm: sub-millimetre over a 200 mm
+    #: board).
+    good_spacing_rms_percent: float = 0.5
+    #: Mean spacing error over horizontal minus vertical image pairs beyond this (%) means the
+    #: pixel aspect (fx / fy) is wrong, or the printer scaled one axis; a mean over all pairs
+    #: beyond it means a uniform scale error.
+    aspect_percent: float = 0.5
+    scale_percent: float = 0.5
+    #: "Errors grow towards the image corners": spacing error RMS (%) of the corner pairs in the
+    #: outer zone (beyond outer_radius of the half-diagonal from the principal point) over that
+    #: of the inner zone (within inner_radius) at least this ratio, and the outer one above the
+    #: good threshold.  The spacing is local, so the board pose cannot absorb it as it absorbs
+    #: much of a distortion error in the reprojection residuals.  On simulated views covering the
+    #: image (tests/test_calibration_check.py: 640x360, the synthetic lens, 0.05-0.2 px corner
+    #: noise) the ratio was 2.0 with the distortion left out, 2.0-2.7 with k1 20 % off, 3.3-5.4
+    #: with k2 and k3 left out, but 1.1-1.2 for the true calibration and 1.2-1.25 for a 3 % fx
+    #: error or a board printed 2 % too wide.
+    inner_radius: float = 0.45
+    outer_radius: float = 0.7
+    radial_growth_ratio: float = 1.6
+    #: Fewest corner pairs in each zone to say anything about the growth.
+    min_zone_pairs: int = 20
+    #: Corner error typical of a sharp webcam view of a ChArUco board (px): the real tutorial
+    #: photos calibrate to 0.18 px RMS (../shared/data/README.md).  Used to tell the user when
+    #: the squares are too small in the image for the spacing figure to mean much.
+    typical_corner_noise_px: float = 0.15
+
+
+@dataclasses.dataclass(frozen=True)
+class PrintLayout:
+    """Printable calibration boards (ar_guide.calibration.printable); lengths on paper, mm."""
+
+    #: Paper sizes (width, height) in portrait: ISO 216 A4, and ANSI US letter (8.5 x 11 in).
+    a4_mm: tuple[float, float] = (210.0, 297.0)
+    letter_mm: tuple[float, float] = (215.9, 279.4)
+    #: No ink this close to the paper's edge: most desktop printers cannot print the outer
+    #: 3-6.35 mm (a quarter inch is the usual worst case).  The white quiet zone may lie there.
+    printer_margin_mm: float = 6.35
+    #: White quiet zone around the pattern, in squares (chessboard, ChArUco) or markers (grid):
+    #: findChessboardCorners "requires white space (like a square-thick border, the wider the
+    #: better) around the board" (OpenCV documentation of findChessboardCorners).
+    quiet_zone_squares: float = 1.0
+    #: Margin text: font size (em, mm; 2.8 mm = 8 pt) of the first line and of the others, the
+    #: line pitch as a multiple of the font size, and the smallest size a too-long line is
+    #: shrunk to before it is cut.
+    title_size_mm: float = 3.5
+    text_size_mm: float = 2.8
+    line_pitch: float = 1.35
+    min_text_size_mm: float = 2.0
+    #: The 100 mm ruler: tick lengths (every mm, every 5 mm, every 10 mm), tick and base-line
+    #: widths, size of its numbers, and the gap between the text and the ruler.
+    ruler_length_mm: float = 100.0
+    ruler_ticks_mm: tuple[float, float, float] = (2.0, 3.0, 4.5)
+    ruler_tick_width_mm: float = 0.2
+    ruler_base_width_mm: float = 0.5
+    ruler_number_size_mm: float = 2.5
+    ruler_gap_mm: float = 3.0
+    #: --dpi range of the PNG: below 72 DPI one mm tick is under 3 px; above 2400 DPI no
+    #: printer resolves more and an A4 page is already 0.56 gigapixel.
+    min_dpi: int = 72
+    max_dpi: int = 2400
+    #: Largest PNG written (pixels); beyond this, use SVG or PDF (exact at any size).
+    max_png_pixels: int = 1_200_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class CalibrationSettings:
+    """Camera calibration from views of a board (ar_guide.calibration: detect, coverage, solve,
+    quality; ``ar-guide calibrate run``).  Figures quoted are from tests/test_calibration_*.py
+    and docs/benchmarks.md ("Calibration")."""
+
+    # -- detection ---------------------------------------------------------------------------
+    #: Fewest ChArUco / grid corners for a view.  Each view costs 6 pose parameters, so 6
+    #: corners leave 6 equations for the shared intrinsics; OpenCV's ChArUco sample takes >= 4.
+    min_corners: int = 6
+    #: The view's board points must not lie on a line: the second singular value of their
+    #: centred board coordinates must be at least this fraction of the first (a 2x3 block of
+    #: corners gives 0.5, one full row plus one corner about 0.15).  Collinear points give no
+    #: homography, hence nothing for the intrinsics (Zhang 2000, sec. 3.1).
+    min_corner_spread: float = 0.1
+    #: The dictionary scan of a diagnosis names a dictionary only when it finds at least this
+    #: many markers in one image (small dictionaries produce the odd false marker on texture).
+    min_markers_to_name_dictionary: int = 3
+
+    # -- solving ------------------------------------------------------------------------------
+    #: Fewer views than this is an error: Zhang's closed form needs 3 views for the intrinsics
+    #: (2 with zero skew), and distortion needs more.
+    min_views: int = 3
+    #: Outlier views are dropped one at a time, worst first, re-solving after each, while the
+    #: worst view's RMS exceeds all three limits: median_factor x the median view RMS,
+    #: the median plus mad_factor robust standard deviations (1.4826 MAD), and min_px (views
+    #: under 0.5 px are never outliers: good corners reach 0.1-0.4 px).  On the SciKit-Surgery
+    #: webcam set, findChessboardCorners mis-assigns corners in 2 views (3.5 and 3.1 px against
+    #: 0.2-0.6 px for the rest); this rule drops exactly those two.
+    outlier_median_factor: float = 3.0
+    outlier_mad_factor: float = 3.0
+    outlier_min_px: float = 0.5
+    #: At most this fraction of the views is dropped, and never below min_views.
+    max_dropped_fraction: float = 0.25
+    #: LM iterations and step tolerance of cv2.calibrateCamera (OpenCV's default is 30 and
+    #: DBL_EPSILON; 100 lets the rational model converge).
+    max_iterations: int = 100
+    #: Image grid (columns, rows) over which the distortion field of a result is sampled.
+    distortion_grid: tuple[int, int] = (33, 19)
+
+    # -- quality warnings (ar_guide.calibration.quality) --------------------------------------
+    #: "For better results, we need at least 10 test patterns" (OpenCV calibration tutorial);
+    #: Zhang (2000, fig. 4) shows the error falling steeply up to about 10 views.
+    recommended_views: int = 10
+    #: RMS reprojection error above this is suspicious: ChArUco and chessboard corners are good
+    #: to 0.05-0.3 px, and real sets reach 0.19 px (OpenCV tutorial ChArUco photos) and 0.33 px
+    #: (SciKit-Surgery webcam); blurred laparoscope frames give 1.0 px.
+    max_rms_px: float = 0.5
+    #: ... and above this the result is "not trustworthy" (MATLAB's calibrator guide calls a
+    #: mean error above 1 px a problem).
+    serious_rms_px: float = 1.0
+    #: Above this RMS no camera model fits the corners: the board file or the detection is
+    #: wrong; the calibration file is not written (the report is).
+    refuse_rms_px: float = 5.0
+    #: Relative standard deviation of fx and fy above which the focal length is uncertain.
+    #: 0.5% of f moves a point at the image edge by 0.25% of the image width (1.6 px at 640 px);
+    #: good sets give 0.1% (SciKit-Surgery webcam, 12 views) to 0.02% (20 synthetic views); the
+    #: 4-view OpenCV tutorial set gives 3.3%, the 5 blurred laparoscope views 0.8%.
+    max_focal_rel_std: float = 0.005
+    serious_focal_rel_std: float = 0.02
+    #: Standard deviation of cx (cy) above this fraction of the image width (height):
+    #: 0.5% is 3.2 px at 640 px, 9.6 px at 1920 px.
+    max_principal_point_std_fraction: float = 0.005
+    #: Coverage grid (columns, rows) of the image, and the fraction of its cells that must hold
+    #: corners of some view.  The outer ring of cells is where distortion is largest and least
+    #: constrained; each quarter's outer corner cell must be reached by some view.
+    coverage_grid: tuple[int, int] = (8, 6)
+    min_covered_fraction: float = 0.6
+    #: A view counts as tilted about an image axis beyond this angle (deg).  Zhang (2000,
+    #: fig. 5) finds the focal length best determined with the plane 30-60 deg from
+    #: fronto-parallel and degenerate near 0; Ricolfe-Viala and Sanchez-Salmeron recommend
+    #: tilts around 45 deg.  At least min_tilted_views views beyond the angle about each axis.
+    tilt_deg: float = 20.0
+    min_tilted_views: int = 2
+    #: fx / fy further than this from 1 (and beyond 3 standard deviations) is flagged: most
+    #: cameras have square pixels, so it hints at a board printed with unequal scaling.
+    max_aspect_deviation: float = 0.01
+    #: A distortion model that folds over (the distorted radius stops growing) within the image
+    #: is invalid there; the image corners are checked with this margin (fraction of the radius).
+    distortion_fold_margin: float = 0.05
+    #: More dropped views than this fraction is worth a warning.
+    warn_dropped_fraction: float = 0.2
+
+    # -- video sources -------------------------------------------------------------------------
+    #: Frames considered from a video when --every is not given (every N-th frame so that
+    #: about this many are candidates).
+    video_candidates: int = 80
+    #: A candidate frame whose edge blur (px, Gaussian sigma estimated at the board's edges) is
+    #: above both this factor times the median of the candidates and min_px is motion blurred.
+    blur_ratio: float = 1.5
+    blur_min_px: float = 1.0
+    #: Two views are near duplicates when their boards' centres are within this fraction of the
+    #: image diagonal, their sizes within this ratio, and their tilts within this angle (deg).
+    duplicate_centre_fraction: float = 0.05
+    duplicate_size_ratio: float = 1.1
+    duplicate_tilt_deg: float = 5.0

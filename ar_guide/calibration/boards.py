@@ -21,6 +21,7 @@ chessboard the origin is its first inner corner, as ``findChessboardCorners`` nu
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 
@@ -155,18 +156,32 @@ def _marker_rectangles(dictionary: str, marker_id: int, corners: np.ndarray) -> 
 
 
 def board_from_mapping(data, source=None, base_dir=None) -> CalibrationBoard:
-    """A CalibrationBoard from a board file's mapping; InputError naming ``source`` and the key."""
+    """A CalibrationBoard from a board file's mapping; InputError naming ``source`` and the key.
+
+    The shorthand may sit at the top of the file or under ``board:``; error keys name it as it
+    is in the file ('marker_mm', or 'board.marker_mm' when nested).
+    """
     if not isinstance(data, dict):
         raise InputError(f"expected a mapping with 'type' ({', '.join(BOARD_TYPES)})", path=source)
+    prefix = ""
     if isinstance(data.get("board"), dict) and "type" not in data:
-        data = data["board"]
+        data, prefix = data["board"], "board."
     kind = data.get("type")
+    if kind is None:
+        raise InputError(f"missing; expected one of {', '.join(BOARD_TYPES)}", path=source, key=prefix + "type")
     if kind not in BOARD_TYPES:
-        raise InputError(f"expected one of {', '.join(BOARD_TYPES)}, got {kind!r}", path=source, key="type")
+        raise InputError(f"expected one of {', '.join(BOARD_TYPES)}, got {kind!r}", path=source, key=prefix + "type")
     if kind == "chessboard":
-        return _chessboard(data, source)
+        return _chessboard(data, source, prefix)
     base = Path(base_dir) if base_dir is not None else (Path(source).parent if source else Path.cwd())
-    body = body_from_config(data, base, name="board", source=source, key="board")
+    try:
+        body = body_from_config(data, base, name="board", source=source, key="board")
+    except InputError as exc:
+        # body_from_config names keys "board.<key>"; say where they are in this file.
+        same_file = exc.path == (None if source is None else os.fspath(source))
+        if same_file and exc.key is not None and exc.key.startswith("board."):
+            raise InputError(exc.detail, path=exc.path, key=prefix + exc.key[len("board."):]) from None
+        raise
     params = {k: v for k, v in data.items() if k not in ("name", "description")}
     params["dictionary"] = body.dictionary
     if kind == "charuco":
@@ -178,24 +193,24 @@ def board_from_mapping(data, source=None, base_dir=None) -> CalibrationBoard:
     return CalibrationBoard("aruco_grid", params, body=body, source=None if source is None else os.fspath(source))
 
 
-def _chessboard(data, source) -> CalibrationBoard:
+def _chessboard(data, source, prefix="") -> CalibrationBoard:
     unknown = sorted(set(data) - _CHESSBOARD_KEYS)
     if unknown:
-        raise InputError(f"unexpected key for a chessboard; expected inner_corners and square_mm",
-                         path=source, key=unknown[0])
+        raise InputError("unexpected key for a chessboard; expected inner_corners and square_mm",
+                         path=source, key=prefix + unknown[0])
     corners = data.get("inner_corners")
     if (not isinstance(corners, (list, tuple)) or len(corners) != 2
             or any(isinstance(v, bool) or not isinstance(v, int) or v < 2 for v in corners)):
         raise InputError(f"expected two integers >= 2 (inner corners along x and y), got {corners!r}",
-                         path=source, key="inner_corners")
+                         path=source, key=prefix + "inner_corners")
     square = data.get("square_mm")
-    if isinstance(square, bool) or not isinstance(square, (int, float)) or not square > 0:
-        raise InputError(f"expected a positive number (mm), got {square!r}", path=source, key="square_mm")
+    if isinstance(square, bool) or not isinstance(square, (int, float)) or not 0 < square < math.inf:
+        raise InputError(f"expected a positive number (mm), got {square!r}", path=source, key=prefix + "square_mm")
     cols, rows = int(corners[0]), int(corners[1])
     if cols == rows:
         raise InputError(f"a square chessboard ({cols}x{rows}) has no defined orientation and its views cannot "
                          f"be told apart from a rotated one; use different counts, e.g. [{cols + 1}, {rows}]",
-                         path=source, key="inner_corners")
+                         path=source, key=prefix + "inner_corners")
     params = {"type": "chessboard", "inner_corners": [cols, rows], "square_mm": float(square)}
     return CalibrationBoard("chessboard", params, inner_corners=(cols, rows), square_mm=float(square),
                             source=None if source is None else os.fspath(source))
