@@ -139,7 +139,7 @@ def _load_filestorage(path: Path) -> CameraModel:
         if not w.empty() and not h.empty():
             size = (int(w.real()), int(h.real()))
         extras = {}
-        for key in ("rms", "avg_reprojection_error", "views", "board", "date", "calibration_time"):
+        for key in ("rms", "rms_px", "avg_reprojection_error", "views", "board", "date", "calibration_time"):
             node = fs.getNode(key)
             if node.empty():
                 continue
@@ -203,7 +203,8 @@ def _checked_camera(path: Path, k, d, size, extras) -> CameraModel:
 
 
 def save_camera(path: str | os.PathLike, camera: CameraModel, extras: dict | None = None) -> None:
-    """Write OpenCV FileStorage YAML; ``extras`` adds numbers and strings (rms, board, ...)."""
+    """Write OpenCV FileStorage YAML; ``extras`` adds numbers, strings, arrays, and dicts / lists
+    of those as FileStorage maps / sequences (rms_px, board, warnings ...)."""
     import cv2
 
     path = Path(path)
@@ -219,11 +220,35 @@ def save_camera(path: str | os.PathLike, camera: CameraModel, extras: dict | Non
         merged.update(camera.extras)
         merged.update(extras or {})
         for key, value in merged.items():
-            if isinstance(value, np.ndarray):
-                fs.write(key, value)
-            elif isinstance(value, (int, float, np.integer, np.floating)):
-                fs.write(key, float(value))
-            else:
-                fs.write(key, str(value))
+            _write_node(fs, key, value)
     finally:
         fs.release()
+
+
+def _write_node(fs, key: str, value) -> None:
+    """One FileStorage entry: arrays as matrices, numbers, strings; dicts as maps and lists or
+    tuples as sequences (nested), so OpenCV's readers and ``cv2.FileStorage`` read them back."""
+    import cv2
+
+    if isinstance(value, np.ndarray):
+        fs.write(key, value)
+    elif isinstance(value, (bool, np.bool_)):
+        fs.write(key, int(bool(value)))
+    elif isinstance(value, (int, np.integer)):
+        fs.write(key, int(value))
+    elif isinstance(value, (float, np.floating)):
+        fs.write(key, float(value))
+    elif isinstance(value, dict):
+        fs.startWriteStruct(key, cv2.FileNode_MAP)
+        for k, v in value.items():
+            _write_node(fs, str(k), v)
+        fs.endWriteStruct()
+    elif isinstance(value, (list, tuple)):
+        flow = all(isinstance(v, (int, float, np.integer, np.floating)) for v in value)
+        fs.startWriteStruct(key, cv2.FileNode_SEQ | (cv2.FileNode_FLOW if flow else 0))
+        for v in value:
+            _write_node(fs, "", v)
+        fs.endWriteStruct()
+    else:
+        # OpenCV escapes ' as \' inside double quotes, which YAML readers other than OpenCV's reject.
+        fs.write(key, str(value).replace("'", "\u2019"))

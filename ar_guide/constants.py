@@ -286,10 +286,14 @@ class CalibrationCheckSettings:
     #: A good calibration reprojects a sharp board with RMS well under a pixel: plain OpenCV
     #: reaches 0.19-0.34 px on the real webcam sets of ../shared/data (data/README.md).
     good_reprojection_rms_px: float = 0.5
-    #: Neighbouring corners back-projected onto the fitted board plane, RMS distance error in %
-    #: of the true spacing (0.5 % of a 25 mm square is 0.13 mm: sub-millimetre over a 200 mm
-    #: board).
+    #: Corners back-projected onto the fitted board plane, RMS distance error in % of the true
+    #: distance, for corners at the "baseline" (0.5 % of 50 mm is 0.25 mm: sub-millimetre over
+    #: a 200 mm board).
     good_spacing_rms_percent: float = 0.5
+    #: The baseline: corners the fewest squares apart that are at least this far apart in the
+    #: image (median, px), so that corner noise (typical_corner_noise_px) adds at most 0.25 %
+    #: while a distortion error, which varies over the image, still shows.
+    metric_baseline_px: float = 60.0
     #: Mean spacing error over horizontal minus vertical image pairs beyond this (%) means the
     #: pixel aspect (fx / fy) is wrong, or the printer scaled one axis; a mean over all pairs
     #: beyond it means a uniform scale error.

@@ -42,17 +42,22 @@ def add_parser(sub) -> None:
                      help="video: consider every N-th frame (default: chosen from the video's length)")
     run.add_argument("--max-views", type=int, default=40, help="largest number of views to solve with (default 40)")
     run.add_argument("--no-window", action="store_true", help="never open a window")
+    run.add_argument("--max-seconds", type=float, metavar="S",
+                     help="--camera without a window: end the session after S seconds (default 120)")
     run.set_defaults(run=_run_run)
 
     check = actions.add_parser("check", help="validate a calibration against a board in view",
                                description="With a board in view, measure under a given calibration the board's "
                                            "reprojection error and its metric error (corner spacing against the "
-                                           "true spacing), live and as a summary.")
+                                           "true spacing), live and as a summary. Exit status 0 when the "
+                                           "calibration looks good, 1 when not.")
     _add_source(check)
     check.add_argument("--board", type=Path, required=True, help="board file (YAML)")
     check.add_argument("--calibration", type=Path, required=True, help="calibration to check (CAM.yaml)")
     check.add_argument("--report", type=Path, help="write the summary (JSON) here")
     check.add_argument("--no-window", action="store_true", help="never open a window")
+    check.add_argument("--max-seconds", type=float, metavar="S",
+                       help="stop after S seconds (--camera without a window: default 30)")
     check.set_defaults(run=_run_check)
 
 

@@ -418,16 +418,22 @@ class CameraSource:
     ``timestamp_s`` is the monotonic clock at the grab, from the start of capture.  Iteration
     ends, with ``disconnected`` True, when the camera stops delivering frames for
     ``stall_timeout_s`` (unplugged, stream lost) or the stream ends.
+
+    A video FILE given as the camera (for rehearsals and tests) is paced in real time: each frame
+    is delivered at its timestamp in the file (``CAP_PROP_POS_MSEC``, else its number / fps)
+    after the first, as a camera would, instead of as fast as it decodes.  ``realtime`` forces
+    pacing on or off (default: on for regular files only).
     """
 
     def __init__(self, spec: int | str, size: tuple[int, int] | None = None,
-                 fps: float | None = None, stall_timeout_s: float = 2.0):
+                 fps: float | None = None, stall_timeout_s: float = 2.0, realtime: bool | None = None):
         import threading
 
         import cv2
 
         self.spec = spec
         self.stall_timeout_s = float(stall_timeout_s)
+        self.realtime = os.path.isfile(str(spec)) if realtime is None else bool(realtime)
         target = int(spec) if isinstance(spec, int) or str(spec).isdigit() else str(spec)
         self._cap = cv2.VideoCapture(target)
         if not self._cap.isOpened():
@@ -451,6 +457,8 @@ class CameraSource:
         self.dropped_frames = 0
         self.disconnected = False
         self._t0 = time.monotonic()
+        self._file_t0 = self._file_time_s(0)
+        self._stop = threading.Event()
         self._latest = (0, 0.0, np.ascontiguousarray(image))  # (grab number, time, image)
         self._grabbed = 1
         self._running = True
@@ -460,9 +468,22 @@ class CameraSource:
                                         daemon=True)
         self._thread.start()
 
+    def _file_time_s(self, grab_number: int) -> float:
+        """Timestamp (s) in the file of the frame just read."""
+        import cv2
+
+        ms = self._cap.get(cv2.CAP_PROP_POS_MSEC)
+        return ms / 1000.0 if ms and ms > 0 else grab_number / self.fps
+
     def _grab_loop(self) -> None:
         while self._running:
             ok, image = self._cap.read()
+            if ok and image is not None and self.realtime:
+                # Deliver the frame when a camera would have: at its time in the file.
+                due = self._t0 + (self._file_time_s(self._grabbed) - self._file_t0)
+                delay = due - time.monotonic()
+                if delay > 0 and self._stop.wait(delay):
+                    return
             now = time.monotonic() - self._t0
             with self._cond:
                 if not ok or image is None:
@@ -494,6 +515,7 @@ class CameraSource:
 
     def close(self) -> None:
         self._running = False
+        self._stop.set()
         with self._cond:
             self._cond.notify_all()
         if self._thread.is_alive():
