@@ -18,7 +18,7 @@ import numpy as np
 from ar_guide.calibration.boards import CalibrationBoard
 from ar_guide.camera import CameraModel
 from ar_guide.geometry import projection
-from ar_guide.geometry.transforms import look_at, invert_transform, make_transform, rotation_from_rotvec
+from ar_guide.geometry.transforms import look_at, make_transform, rotation_from_rotvec
 
 
 @dataclasses.dataclass(frozen=True)
