@@ -33,3 +33,14 @@ def _isolated_cache(tmp_path_factory):
         os.environ.pop("AR_GUIDE_CACHE", None)
     else:
         os.environ["AR_GUIDE_CACHE"] = previous
+
+
+@pytest.fixture(scope="session")
+def xvfb():
+    """DISPLAY name of a virtual X server for this test session (skips without Xvfb/xdotool)."""
+    from xdisplay import start_xvfb
+
+    display, proc = start_xvfb()
+    yield display
+    proc.terminate()
+    proc.wait(timeout=10)

@@ -12,7 +12,6 @@ import dataclasses
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from xdisplay import find_window
 
 from ar_guide.camera import load_camera, save_camera
 from ar_guide.cli import main
@@ -291,38 +291,6 @@ def test_no_board_in_check(board_file, tmp_path, capsys):
 # -- the window (on a virtual display) --------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def xvfb():
-    if not (shutil.which("Xvfb") and shutil.which("xdotool")):
-        pytest.skip("Xvfb and xdotool are needed for window tests (apt-get install xvfb xdotool)")
-    for number in range(110, 130):
-        if not Path(f"/tmp/.X11-unix/X{number}").exists() and not Path(f"/tmp/.X{number}-lock").exists():
-            break
-    display = f":{number}"
-    proc = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while not Path(f"/tmp/.X11-unix/X{number}").exists():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            pytest.skip("Xvfb did not start")
-        time.sleep(0.05)
-    yield display
-    proc.terminate()
-    proc.wait(timeout=10)
-
-
-def _find_window(display: str, name: str, timeout_s: float = 60.0) -> str:
-    env = dict(os.environ, DISPLAY=display)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = subprocess.run(["xdotool", "search", "--name", name], capture_output=True, text=True, env=env)
-        if result.stdout.split():
-            return result.stdout.split()[-1]
-        time.sleep(0.2)
-    raise AssertionError(f"no window named {name!r} appeared")
-
-
 def test_window_capture_key_and_quit_without_writing(xvfb, board_video, board_file, tmp_path):
     out = tmp_path / "cam.yaml"
     env = dict(os.environ, DISPLAY=xvfb)
@@ -330,7 +298,7 @@ def test_window_capture_key_and_quit_without_writing(xvfb, board_video, board_fi
                              "--board", str(board_file), "--output", str(out)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        window = _find_window(xvfb, "ar_guide calibration")
+        window = find_window(xvfb, "ar_guide calibration")
         time.sleep(1.0)
         subprocess.run(["xdotool", "key", "--window", window, "c"], env=env, check=True)
         time.sleep(0.7)
