@@ -452,3 +452,197 @@ class CalibrationSettings:
     duplicate_centre_fraction: float = 0.05
     duplicate_size_ratio: float = 1.1
     duplicate_tilt_deg: float = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class RegistrationLimits:
+    """Refusals of paired-point registration and pivot calibration (ar_guide.geometry.registration,
+    ar_guide.geometry.pivot, ar_guide.geometry.tre)."""
+
+    #: Points are (nearly) collinear when the second singular value of the centred (weighted)
+    #: points is below this fraction of the first, i.e. their RMS distance from the best-fit
+    #: line is below 0.1% of their RMS spread along it (0.1 mm over 100 mm).  The rotation about
+    #: that line is then fixed by offsets smaller than any localisation error (0.25 mm is a good
+    #: optical pointer, Yaniv 2015, FIELD-NOTES.md): even 0.1 mm of error turns it by about a
+    #: radian.  Above this ratio a registration is returned, and the predicted TRE (Fitzpatrick,
+    #: West and Maurer 1998, eq. 46, which grows as 1 / that distance) shows how poor it is.
+    collinear_ratio: float = 1e-3
+    #: All points within this RMS distance of their centroid (mm) coincide: no registration.
+    coincident_mm: float = 1e-6
+    #: Two fiducials closer than this (mm) in either point set are one point entered twice under
+    #: two names (fiducials are tens of mm apart; localisation scatter is about 0.1-1 mm).
+    duplicate_fiducial_mm: float = 1e-3
+    #: Pivot calibration: fewest poses and least orientation spread (SlicerIGT / IGSIO pivot
+    #: calibration: MinimumOrientationDifferenceDeg = 15, FIELD-NOTES.md).  ar_guide measures
+    #: the spread about the second axis the tool turned about (ar_guide.geometry.pivot), because
+    #: a tool turned about one axis only leaves the tip undetermined along that axis.
+    pivot_min_poses: int = 10
+    pivot_min_spread_deg: float = 15.0
+    #: Pose rotations may deviate this much from orthonormal (|R R^T - I|): a pose log holds
+    #: quaternions with 6-7 significant digits (the same tolerance as SceneLimits.rigid_atol).
+    pivot_rotation_atol: float = 1e-4
+    #: Sphere fit: Gauss-Newton on the geometric distances stops after this many iterations or
+    #: when the centre moves less than this (mm).
+    sphere_max_iterations: int = 50
+    sphere_step_mm: float = 1e-9
+    #: The sphere fit needs the tool's origin to travel on a sphere about the tip: if the origins
+    #: stay within this RMS distance of their mean (mm), the origin is (nearly) at the tip and
+    #: only the algebraic method applies.
+    sphere_min_origin_spread_mm: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class SurfaceSettings:
+    """Surface refinement of a registration: ICP of traced surface points to the CT mesh
+    (ar_guide.registration.surface, ``ar-guide register surface``).  Figures quoted are from
+    tests/test_surface_registration.py and docs/benchmarks.md ("Registration: surface ICP")."""
+
+    #: Fewer traced points than this are refused: six pose parameters, and a robust kernel needs
+    #: many more points than parameters to tell outliers from the fit.  A pointer traced at 30 Hz
+    #: for a few seconds gives hundreds.
+    min_points: int = 30
+    #: The points must fix all six degrees of freedom (Gelfand, Ikemoto, Rusinkiewicz and Levoy
+    #: 2003, "Geometrically stable sampling for the ICP algorithm": the eigenvalues of the
+    #: point-to-plane normal matrix).  Measured as the RMS change of the point-to-surface
+    #: distances per mm of the least constrained motion (a translation, or a rotation that moves
+    #: the points at their RMS radius by 1 mm).  A plane, a cylinder and a sphere give 0.  On the
+    #: liver mesh of ../shared/data, patches of 30 % of the surface seen from the front, above or
+    #: the side give 0.13-0.28, 3 % patches 0.05-0.13, 1 % patches 0.04-0.11.  Below 0.05 ICP
+    #: slides: the smooth front of the demo phantom's liver (0.03-0.04) did not converge in 4 of
+    #: 6 runs from 10 mm / 10 degrees.  Conservative for a rigid torso: 20 % of the phantom's
+    #: skin (0.035) is refused though it would give 0.1-0.4 mm; 10 % (0.013) gives up to 1 mm.
+    min_constraint: float = 0.05
+    #: Coarse-to-fine largest point-to-sample distance of a correspondence (mm), one ICP run per
+    #: value: the first is 3x the 10 mm / 10 degree misregistration the refinement must recover
+    #: (a rotation of 10 degrees about the organ's centre moves a surface 100 mm away by a
+    #: further 17 mm); the last equals inlier_distance_mm.
+    max_distances_mm: tuple[float, ...] = (30.0, 15.0, 7.5, 3.0)
+    #: The mesh is sampled uniformly by area, each sample carrying its triangle's normal, with
+    #: this spacing (mm) for the finest stage (at most max_samples samples; a 1 mm spacing puts
+    #: about 6 samples on each of the liver mesh's 3.5 mm triangles), and with the stage's max
+    #: distance times coarse_spacing_fraction for coarser stages (open3d's tensor ICP searches
+    #: correspondences in a radius: 130 000 samples at 30 mm cost 0.3 s per iteration).
+    sample_spacing_mm: float = 1.0
+    max_samples: int = 200_000
+    coarse_spacing_fraction: float = 0.25
+    #: Tukey's biweight kernel on the point-to-plane residual: scale c * sigma, sigma the robust
+    #: standard deviation (1.4826 * median) of the current point-to-surface distances; c = 4.685
+    #: gives 95 % efficiency for Gaussian noise (Holland and Welsch 1977).  Clipped to at least
+    #: min_kernel_mm (so noise-free data keep enough points) and at most the stage's distance.
+    tukey_c: float = 4.685
+    min_kernel_mm: float = 0.5
+    #: ICP iterations per stage, and open3d's stopping rule: a stage has converged when the
+    #: fitness (fraction of points with a correspondence) and the correspondence RMS (mm) change
+    #: by less than these between iterations.  On the liver from 10 mm / 10 degrees a refinement
+    #: takes 22-70 iterations in all (median 24; docs/benchmarks.md).
+    max_iterations: int = 50
+    relative_fitness: float = 1e-6
+    relative_rmse_mm: float = 1e-6
+    #: A stage has also converged when its last iteration moved no point by more than this (mm,
+    #: a 30th of 0.3 mm tracking noise): the finest stage can end in a 2-cycle of correspondences
+    #: swapping between neighbouring samples, steps of 1e-4-1e-2 mm that never settle open3d's
+    #: rule.
+    converged_step_mm: float = 0.01
+    #: A point within this distance (mm) of the mesh after refinement is an inlier.  The 2 mm of
+    #: navigation systems (FIELD-NOTES.md) plus the scatter of a pointer traced over skin.  The
+    #: fit is compared with the initial one by the RMS of the distances capped at this value
+    #: (every point counts; none dominates).
+    inlier_distance_mm: float = 3.0
+    #: Fewer inliers than this fraction after refinement: the points do not fit the mesh (wrong
+    #: mesh, wrong side, a poor start); the initial registration is kept.
+    min_inlier_fraction: float = 0.8
+    #: Seed of the mesh sampling, so that a refinement is reproducible.
+    sample_seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class RegistrationWorkflow:
+    """Point files, the registration report and pointer digitisation from a pose log
+    (ar_guide.registration.points, ``ar-guide register``)."""
+
+    #: The fiducial with the highest outlier score (ar_guide.registration.fiducials: its
+    #: leave-one-out error over the error expected there from the other fiducials' fit) is
+    #: flagged when the score exceeds outlier_score and its leave-one-out error outlier_min_mm
+    #: (sub-millimetre errors are not worth re-digitising: navigation is held to about 2 mm,
+    #: FIELD-NOTES.md).  Simulated (500 random layouts in 160 x 160 x 80 mm each, FLE 0.5 mm, one
+    #: fiducial moved 3 mm, FLE not known independently): flagged 67 % / 87 % / 96 % / 99 % of the
+    #: time with 4 / 5 / 6 / 8 fiducials, a wrong fiducial 5 % / 0.4 % / 0.2 % / 0 %; with no
+    #: outlier a wrong flag 12 % / 3 % / 2 % / 1 % (0 % when the FLE is known, e.g. from the
+    #: pivot calibration).  The rule "leave-one-out above twice the median" flagged a wrong
+    #: fiducial in 10-33 % of the same trials.
+    outlier_score: float = 3.0
+    outlier_min_mm: float = 1.0
+    #: Points sampled along each planned path, entry and target included, for its largest
+    #: predicted TRE.
+    path_samples: int = 21
+    #: Digitising from a pose log: the pointer's tip counts as held on a fiducial while, smoothed
+    #: by a running median over smooth_s, it stays within still_mm of the period's median for at
+    #: least hold_s (both bodies tracked OK).  A hand holds a pointer tip on a divot to well under
+    #: 0.5 mm; moving between fiducials takes it tens of mm away.  The median over ~6 frames at
+    #: 30 fps halves per-frame tracking noise, which otherwise makes single frames jump by more.
+    still_mm: float = 0.5
+    hold_s: float = 1.0
+    smooth_s: float = 0.2
+    #: A gap between tracked samples longer than this (s) ends a held period (the pointer or the
+    #: reference was lost: what happened in between is unknown).
+    max_gap_s: float = 0.25
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolTracking:
+    """Acquiring a hand-held tool (a pointer) whose planar pose is ambiguous (ar_guide.tracking.status).
+
+    A small planar tool seen nearly face-on has two IPPE poses whose reprojection errors differ by
+    less than TrackingGates.min_ambiguity_ratio (4, the ArUco library's rule, made for single
+    markers), and the tip, 100 mm or more from the markers, swings tens of mm between them.
+    SciKit-Surgery's pointer in multipattern.avi (5 markers, 255 mm away, 11 degrees from face-on,
+    nominal camera) has ratio 2.5-2.8 in all 10 frames; LM from the second IPPE start falls back
+    into the first (one minimum), whose tip stays within 2 mm over the frames; the second start
+    would put the tip 38 mm away, 30 mm above the plate (tests/test_tools.py).
+
+    Simulated (benchmarks/tool_tracking.py; docs/benchmarks.md, "Registration: pivot and pointer"):
+    that pointer, 5-6 markers at 200-600 mm, tilted 0-70 degrees, f 560 px, corner noise 0.3-1 px,
+    with and without a 3 % focal / 0.05 k1 calibration error, moving slowly, 7 x 1500 sequences of
+    15 frames (157 500 frames, 15 550 of them with the wrong branch as the best fit): this rule never
+    showed the wrong branch, and tracked the pointer in 1.8-3.6 times as many sequences as the
+    ArUco start rule (20-43 against 2 in the hardest cases), at a slightly larger tip error (p95
+    2.5-2.9 mm against 2.0-2.3 mm with an exact calibration: it admits views closer to face-on).
+    The threshold 2: in a one-off single-frame run of the same protocol (19 000 frames) no frame
+    with a ratio of 2 or more was over 5 degrees off (the largest ratio of such a frame was 1.95,
+    with the calibration error), and no frame keeping the wrong one of two distinct minima had a
+    ratio above 1.25.  The steadiness test adds a margin: a flip between frames turns the pose by
+    about twice its tilt.
+    """
+
+    #: An ambiguous tool pose is acquired only with at least this ratio ...
+    min_ambiguity_ratio: float = 2.0
+    #: ... at least this many markers (the simulations had 5-6; with one marker's 4 corners the
+    #: better solution fits them almost exactly by chance and the ratio means little, see
+    #: TrackingGates.ambiguity_noise_floor_px) ...
+    min_markers: int = 3
+    #: ... over this many consecutive frames, each turned less than agree_deg from the one
+    #: before and its tip moved less than agree_mm (a tip held still, or moved slowly:
+    #: 2 mm per frame is 60 mm/s at 30 fps).
+    acquire_frames: int = 3
+    agree_deg: float = 2.0
+    agree_mm: float = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class PivotCapture:
+    """Collecting poses for pivot calibration from a camera or a video (``ar-guide pivot``)."""
+
+    #: A tracked pose is kept only when the tool turned at least this much since the last pose
+    #: kept: 30 frames of a tool held still add nothing but weight on one orientation.
+    min_step_deg: float = 1.0
+    #: A camera session stops by itself after this many poses, or, without a window, after
+    #: max_seconds.
+    max_poses: int = 400
+    max_seconds: float = 60.0
+    #: A pivot RMS above this (mm) is reported as suspicious: a good optical pivot calibration
+    #: reaches 0.25 mm (Yaniv 2015, FIELD-NOTES.md); several mm mean the tip slipped in its
+    #: divot or the poses are poor.
+    warn_rms_mm: float = 1.0
+    #: The algebraic and sphere-fit tips agree on good data; further apart than this (mm) the
+    #: data are suspect (a slipping tip, a flipped pose).
+    warn_methods_mm: float = 1.0

@@ -9,7 +9,11 @@ keeps the last one without a word).
 Positions are in the CT frame (LPS, mm).  Slicer markups (``.mrk.json``) in RAS are converted to
 LPS by negating x and y.  Meshes are checked to exist but read only by
 :func:`load_anatomy_meshes`; the reference and tool bodies are kept as the raw shorthand mappings
-and resolved by ``ar_guide.tracking.bodies.body_from_config`` (relative to :attr:`Scene.base_dir`).
+and resolved by ``ar_guide.tracking.bodies.body_from_config`` (relative to :attr:`Scene.base_dir`,
+or to the tool file's folder for a tool given as ``{file: pointer.yaml}``).
+
+The registration may be inline or a registration file written by ``ar-guide register``
+(``registration: {file: reg.yaml}``, ar_guide.registration.files); its own errors name that file.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import difflib
-import json
 import math
 import os
 import re
@@ -29,6 +32,8 @@ from ar_guide.constants import SceneLimits
 from ar_guide.errors import InputError
 from ar_guide.geometry.transforms import check_transform
 from ar_guide.io.textfiles import load_yaml
+from ar_guide.registration.files import nearest_rigid
+from ar_guide.registration.points import read_slicer_markups  # noqa: F401 - part of this module's API
 
 SCENE_VERSION = 1
 ROLES = ("organ", "target", "vessel", "risk", "skin", "other")
@@ -53,6 +58,9 @@ _ANATOMY_KEYS = ("name", "mesh", "color", "opacity", "role", "scale")
 _TARGET_KEYS = ("name", "position", "radius_mm", "color")
 _PATH_KEYS = ("name", "entry", "target", "diameter_mm")
 _TOOL_KEYS = ("name", "body", "tip_mm")
+_TOOL_FILE_KEYS = ("file", "name")
+#: Keys of predicted_tre_mm for a planned path: "<path>:entry" and so on (ar-guide register).
+PATH_TRE_SUFFIXES = ("entry", "target", "max")
 _MARKUP_KEYS = ("file", "radius_mm", "color")
 
 
@@ -63,9 +71,11 @@ class Registration:
     reference_from_ct : (4, 4) float64, maps CT (LPS, mm) to reference-body mm; rigid
     method : how it was obtained (free text)
     fre_mm : fiducial registration error (RMS, mm), or None if not given
-    predicted_tre_mm : predicted target registration error (mm) by target name
+    predicted_tre_mm : predicted target registration error (mm) by target name; planned paths
+        as "<path>:entry", "<path>:target" and "<path>:max" (the largest along the path)
     date : ISO date or date-time as written, or None
-    provenance : anything else the registration tool recorded (free-form mapping)
+    provenance : anything else the registration tool recorded (free-form mapping); for a
+        registration file, its path under "file" and its other figures (fle_mm, residuals_mm ...)
     """
 
     reference_from_ct: np.ndarray
@@ -115,11 +125,18 @@ class PlannedPath:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class ToolSpec:
-    """A tracked tool: body shorthand (raw mapping) and tip_mm : (3,) float64 in the body frame."""
+    """A tracked tool: body shorthand (raw mapping) and tip_mm : (3,) float64 in the body frame.
+
+    source : the tool file it came from (None: inline in the scene); relative file names in
+        ``body`` are then relative to ``source``'s folder
+    pivot_rms_mm : the pivot calibration's RMS residual (mm) when the tool file gives it
+    """
 
     name: str
     body: dict
     tip_mm: np.ndarray
+    source: Path | None = None
+    pivot_rms_mm: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -130,7 +147,7 @@ class Scene:
     path: Path
     version: int
     reference: dict
-    registration: Registration
+    registration: Registration | None
     anatomy: tuple[AnatomyItem, ...] = ()
     targets: tuple[Target, ...] = ()
     paths: tuple[PlannedPath, ...] = ()
@@ -143,6 +160,10 @@ class Scene:
         """Folder of the scene file: relative paths inside it start here."""
         return self.path.parent
 
+    def tool_base_dir(self, tool: ToolSpec) -> Path:
+        """Folder that relative file names in ``tool.body`` start from."""
+        return tool.source.parent if tool.source is not None else self.base_dir
+
     def target(self, name: str) -> Target:
         for t in self.targets:
             if t.name == name:
@@ -150,11 +171,17 @@ class Scene:
         raise KeyError(name)
 
 
-def load_scene(path: str | os.PathLike, limits: SceneLimits = SceneLimits()) -> Scene:
-    """Read and validate a scene file (docs/scene-format.md); InputError on any problem."""
+def load_scene(path: str | os.PathLike, limits: SceneLimits = SceneLimits(), *,
+               read_registration: bool = True) -> Scene:
+    """Read and validate a scene file (docs/scene-format.md); InputError on any problem.
+
+    read_registration : False leaves ``Scene.registration`` None without reading it: ``ar-guide
+        register`` needs the targets and paths of a scene whose registration file it is about to
+        write (it may not exist yet).
+    """
     path = Path(path)
     data = load_yaml(path, "scene file")
-    return _SceneReader(path, limits).read(data)
+    return _SceneReader(path, limits).read(data, read_registration=read_registration)
 
 
 def load_anatomy_meshes(scene: Scene) -> list:
@@ -284,11 +311,11 @@ class _SceneReader:
 
     # -- sections --------------------------------------------------------------------------
 
-    def read(self, data) -> Scene:
+    def read(self, data, read_registration: bool = True) -> Scene:
         if data is None:
             self.fail(None, "the scene file is empty")
-        top = self.mapping(data, None, _TOP_KEYS, required=("version", "units", "reference",
-                                                             "registration"))
+        required = ("version", "units", "reference") + (("registration",) if read_registration else ())
+        top = self.mapping(data, None, _TOP_KEYS, required=required)
         version = top["version"]
         if isinstance(version, bool) or not isinstance(version, int):
             self.fail("version", f"expected the number {SCENE_VERSION}, got {_describe(version)}")
@@ -328,7 +355,9 @@ class _SceneReader:
         tools = [self.tool(v, f"tools[{i}]")
                  for i, v in enumerate(self.items(top.get("tools"), "tools"))]
         self.unique([t.name for t in tools], lambda i: f"tools[{i}].name", "tool")
-        registration = self.registration(top["registration"], by_name)
+        registration = None
+        if read_registration:
+            registration = self.registration(top["registration"], by_name, {p.name for p in paths})
         return Scene(path=self.path.resolve(), version=version, reference=reference,
                      registration=registration, anatomy=tuple(anatomy), targets=tuple(targets),
                      paths=tuple(paths), tools=tuple(tools), calibration_path=calibration,
@@ -343,8 +372,10 @@ class _SceneReader:
             self.fail(key, "expected 'type' (charuco, aruco_grid, marker_map, sksurgery) or 'file'")
         return dict(value)
 
-    def registration(self, value, targets: dict) -> Registration:
+    def registration(self, value, targets: dict, paths: set) -> Registration:
         key = "registration"
+        if isinstance(value, str) or (isinstance(value, dict) and "file" in value):
+            return self.registration_file(value, key)
         reg = self.mapping(value, key, _REGISTRATION_KEYS, required=("reference_from_ct",))
         m = reg["reference_from_ct"]
         k = f"{key}.reference_from_ct"
@@ -359,7 +390,7 @@ class _SceneReader:
             detail = str(exc).split(": ", 1)[-1]
             self.fail(k, f"not a rigid transform: {detail} (tolerance {self.limits.rigid_atol:g}; "
                          "write the matrix with at least 6 decimals)")
-        matrix = _nearest_rigid(matrix)
+        matrix = nearest_rigid(matrix)
         method = self.text(reg.get("method") or "unspecified", f"{key}.method")
         fre = None
         if reg.get("fre_mm") is not None:
@@ -372,9 +403,15 @@ class _SceneReader:
                           f"expected a mapping 'target name: mm', got {_describe(raw_tre)}")
             for name, v in raw_tre.items():
                 sub = f"{key}.predicted_tre_mm.{name}"
-                if name not in targets:
+                path_name, _, suffix = str(name).rpartition(":")
+                is_path = path_name in paths and suffix in PATH_TRE_SUFFIXES
+                if name not in targets and not is_path:
                     known = ", ".join(targets) or "none defined"
-                    self.fail(sub, f"no target of this name (targets: {known})")
+                    hint = ""
+                    if ":" in str(name):
+                        hint = (f"; a planned path's is '<path>:entry', '<path>:target' or '<path>:max' "
+                                f"(paths: {', '.join(sorted(paths)) or 'none defined'})")
+                    self.fail(sub, f"no target of this name (targets: {known}){hint}")
                 tre[name] = self.number(v, sub, low=0.0)
         date = reg.get("date")
         if isinstance(date, (datetime.date, datetime.datetime)):
@@ -387,6 +424,29 @@ class _SceneReader:
         if not isinstance(provenance, dict):
             self.fail(f"{key}.provenance", f"expected a mapping or text, got {_describe(provenance)}")
         return Registration(matrix, method, fre, tre, date, dict(provenance))
+
+    def registration_file(self, value, key: str) -> Registration:
+        """``registration: {file: reg.yaml}`` (or just the file name): a file written by
+        ``ar-guide register``, read into the same Registration; its errors name that file."""
+        from ar_guide.registration.files import read_registration_file
+
+        if isinstance(value, str):
+            value = {"file": value}
+        others = sorted(set(value) - {"file"}, key=str)
+        if others:
+            self.fail(f"{key}.{others[0]}", "a registration given as 'file' holds only 'file': the "
+                                            "figures are in that file (or give the registration "
+                                            "inline, without 'file')")
+        path = self.file(value["file"], f"{key}.file", "registration file")
+        record = read_registration_file(path, self.limits)
+        provenance = {"file": str(path)}
+        for name in ("fle_mm", "fle_source", "residuals_mm", "leave_one_out_mm", "excluded", "inputs",
+                     "surface", "notes", "ar_guide_version"):
+            v = getattr(record, name)
+            if v is not None and v != {} and v != ():
+                provenance[name] = list(v) if isinstance(v, tuple) else v
+        return Registration(record.reference_from_ct, record.method, record.fre_mm,
+                            dict(record.predicted_tre_mm), record.date, provenance)
 
     def anatomy_item(self, value, key: str) -> AnatomyItem:
         item = self.mapping(value, key, _ANATOMY_KEYS, required=("name", "mesh"))
@@ -442,11 +502,29 @@ class _SceneReader:
         return PlannedPath(name, entry, target_ct, target_name, diameter)
 
     def tool(self, value, key: str) -> ToolSpec:
+        if isinstance(value, dict) and "file" in value:
+            return self.tool_file(value, key)
         item = self.mapping(value, key, _TOOL_KEYS, required=("name", "body", "tip_mm"))
         name = self.text(item["name"], f"{key}.name")
         body = self.body(item["body"], f"{key}.body")
         tip = self.point(item["tip_mm"], f"{key}.tip_mm")
         return ToolSpec(name, body, tip)
+
+    def tool_file(self, value, key: str) -> ToolSpec:
+        """``{file: pointer.yaml}`` (optionally with a ``name`` that replaces the file's): a tool
+        file written by ``ar-guide pivot``; its errors name that file."""
+        from ar_guide.registration.files import read_tool_file
+
+        others = sorted(set(value) - set(_TOOL_FILE_KEYS), key=str)
+        if others:
+            self.fail(f"{key}.{others[0]}", "a tool given as 'file' holds only 'file' and optionally "
+                                            "'name': body and tip are in that file")
+        item = value
+        path = self.file(item["file"], f"{key}.file", "tool file")
+        record = read_tool_file(path, require_tip=True)
+        name = self.text(item["name"], f"{key}.name") if "name" in item else record.name
+        return ToolSpec(name, dict(record.body), record.tip_mm, source=path,
+                        pivot_rms_mm=record.pivot_rms_mm)
 
     def markup(self, value, key: str) -> list[Target]:
         """Slicer markups: the defined control points of point lists become targets."""
@@ -458,86 +536,3 @@ class _SceneReader:
                              f"{key}.radius_mm", low=0.0, low_open=True)
         color = self.color(item["color"], f"{key}.color") if "color" in item else None
         return [Target(name, position, radius, color) for name, position in read_slicer_markups(file)]
-
-
-def _nearest_rigid(m: np.ndarray) -> np.ndarray:
-    """Project the rotation block onto the nearest rotation (SVD), removing print rounding."""
-    u, _, vt = np.linalg.svd(m[:3, :3])
-    r = u @ vt
-    out = np.eye(4)
-    out[:3, :3] = r
-    out[:3, 3] = m[:3, 3]
-    out.setflags(write=False)
-    return out
-
-
-# ----------------------------------------------------------------------------------------------
-# Slicer markups (.mrk.json)
-
-
-def read_slicer_markups(path: str | os.PathLike) -> list[tuple[str, np.ndarray]]:
-    """Control points of the point lists in a Slicer ``.mrk.json`` file, in LPS mm.
-
-    Returns [(label, position_ct (3,) float64)].  Slicer writes ``coordinateSystem`` LPS (since
-    Slicer 4.11) or RAS; RAS is converted to LPS by negating x and y.  Points whose
-    ``positionStatus`` is not "defined" (placed) are skipped.  Unlabelled points are named
-    "<markup name>-<n>".  Only point lists (type "Fiducial") are read: a line or curve is not a
-    set of targets, and reading it as one would be a silent guess.
-    """
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read markups: {getattr(exc, 'strerror', None) or exc}",
-                         path=path) from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
-                         path=path) from None
-    if not isinstance(data, dict) or not isinstance(data.get("markups"), list):
-        raise InputError("not a Slicer markups file: expected a 'markups' list", path=path,
-                         key="markups")
-    points = []
-    for i, markup in enumerate(data["markups"]):
-        key = f"markups[{i}]"
-        if not isinstance(markup, dict):
-            raise InputError("expected a mapping", path=path, key=key)
-        kind = markup.get("type")
-        if kind != "Fiducial":
-            raise InputError(f"only point lists (type 'Fiducial') become targets, got {kind!r}",
-                             path=path, key=f"{key}.type")
-        system = markup.get("coordinateSystem")
-        if system not in ("LPS", "RAS"):
-            raise InputError(f"expected 'LPS' or 'RAS', got {_describe(system)}", path=path,
-                             key=f"{key}.coordinateSystem")
-        units = markup.get("coordinateUnits", "mm")
-        if units != "mm":
-            raise InputError(f"only mm is supported, got {_describe(units)}", path=path,
-                             key=f"{key}.coordinateUnits")
-        base = str(markup.get("name") or path.name.split(".")[0])
-        control = markup.get("controlPoints") or []
-        if not isinstance(control, list):
-            raise InputError("expected a list", path=path, key=f"{key}.controlPoints")
-        for j, cp in enumerate(control):
-            ckey = f"{key}.controlPoints[{j}]"
-            if not isinstance(cp, dict):
-                raise InputError("expected a mapping", path=path, key=ckey)
-            if cp.get("positionStatus", "defined") != "defined":
-                continue
-            pos = cp.get("position")
-            if not (isinstance(pos, list) and len(pos) == 3 and all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                    for v in pos)):
-                raise InputError(f"expected [x, y, z] (mm), got {_describe(pos)}", path=path,
-                                 key=f"{ckey}.position")
-            p = np.array(pos, dtype=np.float64)
-            if system == "RAS":
-                p[:2] = -p[:2]
-            p.setflags(write=False)
-            label = str(cp.get("label") or "").strip() or f"{base}-{j + 1}"
-            points.append((label, p))
-    names = [n for n, _ in points]
-    for n in names:
-        if names.count(n) > 1:
-            raise InputError(f"two control points are labelled {n!r}; labels name targets and "
-                             "must be unique", path=path)
-    return points

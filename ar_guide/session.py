@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ar_guide.camera import CameraModel
-from ar_guide.pipeline import OverlayPipeline, PathOverlay, TargetOverlay, ToolOverlay
+from ar_guide.pipeline import OverlayPipeline, PathOverlay, RegistrationOverlay, TargetOverlay, ToolOverlay
 from ar_guide.scene import Scene, load_anatomy_meshes
 from ar_guide.tracking.bodies import body_from_config
 
@@ -18,15 +18,10 @@ def _bgr(rgb) -> tuple[int, int, int]:
     return (b, g, r)
 
 
-def registration_label(scene: Scene) -> str | None:
+def registration_overlay(scene: Scene) -> RegistrationOverlay:
+    """What the HUD shows about the scene's registration (method, FRE, predicted TRE by target)."""
     reg = scene.registration
-    parts = [f"registration: {reg.method}"] if reg.method else []
-    if reg.fre_mm is not None:
-        parts.append(f"FRE {reg.fre_mm:.2f} mm")
-    if reg.predicted_tre_mm:
-        name, value = next(iter(reg.predicted_tre_mm.items()))
-        parts.append(f"predicted TRE at {name} {value:.2f} mm")
-    return "  ".join(parts) or None
+    return RegistrationOverlay(reg.method, reg.fre_mm, dict(reg.predicted_tre_mm))
 
 
 def build_pipeline(scene: Scene, camera: CameraModel, *, render: bool = True, gl_context=None,
@@ -35,8 +30,11 @@ def build_pipeline(scene: Scene, camera: CameraModel, *, render: bool = True, gl
     base_dir = scene.path.parent
     reference = body_from_config(scene.reference, base_dir, name="reference", source=scene.path)
     tools = {}
-    for tool in scene.tools:
-        body = body_from_config(tool.body, base_dir, name=tool.name, source=scene.path)
+    for i, tool in enumerate(scene.tools):
+        # A tool from a tool file: its body's relative file names and its errors belong to that file.
+        body = body_from_config(tool.body, scene.tool_base_dir(tool), name=tool.name,
+                                source=tool.source or scene.path,
+                                key="body" if tool.source is not None else f"tools[{i}].body")
         tools[tool.name] = ToolOverlay(body=body, tip_body=np.asarray(tool.tip_mm, dtype=np.float64).reshape(1, 3))
     renderer = None
     if render and scene.anatomy:
@@ -47,10 +45,11 @@ def build_pipeline(scene: Scene, camera: CameraModel, *, render: bool = True, gl
             layers.append(MeshLayer(name=item.name, vertices_ct=mesh.vertices, faces=mesh.faces,
                                     color_rgb=tuple(item.color_rgb), opacity=float(item.opacity), role=item.role))
         renderer = AnatomyRenderer(camera, layers, ctx=gl_context)
+    tre = scene.registration.predicted_tre_mm
     targets = [TargetOverlay(t.name, np.asarray(t.position_ct, dtype=np.float64), float(t.radius_mm),
-                             _bgr(t.color_rgb or DEFAULT_TARGET_RGB)) for t in scene.targets]
+                             _bgr(t.color_rgb or DEFAULT_TARGET_RGB), tre.get(t.name)) for t in scene.targets]
     paths = [PathOverlay(p.name, np.asarray(p.entry_ct, dtype=np.float64), np.asarray(p.target_ct, dtype=np.float64),
                          float(p.diameter_mm), _bgr(DEFAULT_PATH_RGB)) for p in scene.paths]
     return OverlayPipeline(camera, reference, scene.registration.reference_from_ct, renderer=renderer,
                            targets=targets, paths=paths, tools=tools,
-                           registration_label=registration_label(scene), **pipeline_options)
+                           registration=registration_overlay(scene), **pipeline_options)

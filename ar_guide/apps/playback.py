@@ -1,15 +1,25 @@
-"""The loop shared by ``play`` and ``demo``: frames in, overlay out, poses and a report written."""
+"""The loop shared by ``play`` and ``demo``: frames in, overlay out, poses and a report written.
+
+Keys in the window: q or Esc quits, space pauses, and with ``PlaybackOptions.digitiser`` d
+records the pointer's tip (reference frame) into a point file (:class:`Digitiser`), also while
+paused, so that a user can stop on a good frame and take it.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import os
 import platform
 import sys
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 from ar_guide import __version__
+from ar_guide.errors import InputError
 from ar_guide.evaluation import GroundTruthComparison, RunStatistics
 from ar_guide.io.display import Window, has_display
 from ar_guide.io.poselog import PoseLogWriter
@@ -19,6 +29,11 @@ from ar_guide.pipeline import OverlayPipeline
 
 QUIT_KEYS = {ord("q"), 27}
 PAUSE_KEY = ord(" ")
+DIGITISE_KEY = ord("d")
+#: How long the confirmation of a digitised point stays on screen (s).
+FLASH_S = 2.0
+_FLASH_OK_BGR = (80, 220, 80)
+_FLASH_REFUSED_BGR = (0, 191, 255)
 
 
 @dataclasses.dataclass
@@ -30,6 +45,108 @@ class PlaybackOptions:
     realtime: bool = False
     progress: bool = True
     title: str = "ar_guide"
+    digitiser: "Digitiser | None" = None
+
+
+class Digitiser:
+    """Records the pointer's tip, in the reference frame, into a point file, one key press a point.
+
+    path : the CSV point file (``name,x,y,z``, mm, reference frame; docs/registration.md).  An
+        existing file is appended to (its header must be that of a point file); a new one is
+        created with the header.
+    tool : the pointer's name in the scene
+    names : the names to give the points, in order; None: F1, F2 ... (skipping names already in
+        the file).  A point is refused once all names are used.
+
+    A point is recorded only when the reference and the pointer are both OK in the frame shown
+    (current poses; never a stale one), and each row is flushed at once.
+    """
+
+    def __init__(self, path: str | os.PathLike, tool: str, names: list[str] | None = None):
+        from ar_guide.registration.points import read_points
+
+        self.path = Path(path)
+        self.tool = tool
+        self.names = None if names is None else [str(n) for n in names]
+        existing: tuple[str, ...] = ()
+        text = ""
+        if self.path.exists():
+            from ar_guide.io.textfiles import read_text
+
+            text = read_text(self.path, "point file")
+            rows = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+            if len(rows) > 1:
+                existing = read_points(self.path).names
+            elif rows and rows[0].lstrip("\ufeff").replace(" ", "").lower() != "name,x,y,z":
+                raise InputError(f"not a point file to append to: expected the header name,x,y,z, got "
+                                 f"{rows[0][:40]!r}", path=self.path)
+        self.taken: list[str] = list(existing)
+        self.recorded: list[tuple[str, np.ndarray]] = []
+        self._file = None
+        try:
+            self._file = open(self.path, "a", encoding="utf-8", newline="")
+            if not text.strip():
+                self._file.write("name,x,y,z\n")
+            elif not text.endswith("\n"):
+                self._file.write("\n")   # the last row had no line end: do not run on into it
+            self._file.flush()
+        except OSError as exc:
+            raise InputError(f"cannot write the digitised points: {exc.strerror or exc}", path=self.path) from None
+
+    def next_name(self) -> str | None:
+        """The name the next point gets, or None when the names given are all used."""
+        if self.names is not None:
+            return next((n for n in self.names if n not in self.taken), None)
+        k = 1
+        while f"F{k}" in self.taken:
+            k += 1
+        return f"F{k}"
+
+    def record(self, pipeline, result) -> tuple[bool, str]:
+        """Take the tip of ``result``'s frame: (recorded?, one line saying what happened)."""
+        name = self.next_name()
+        if name is None:
+            return False, f"not digitised: all {len(self.names)} names are used ({', '.join(self.names)})"
+        reference = result.states[pipeline.reference.name]
+        pointer = result.states[self.tool]
+        tip = pipeline.tip_reference(result.states, self.tool)
+        if tip is None:
+            why = [f"{state.body} {state.status.value}" for state in (reference, pointer)
+                   if state.status.value != "OK"]
+            return False, f"not digitised ({name}): {' and '.join(why)} in this frame: both must be tracked (OK)"
+        if not np.all(np.isfinite(tip)):
+            return False, f"not digitised ({name}): the tip is not finite"
+        self._file.write(f"{name},{tip[0]:.4f},{tip[1]:.4f},{tip[2]:.4f}\n")
+        self._file.flush()
+        self.taken.append(name)
+        self.recorded.append((name, tip))
+        return True, (f"digitised {name}: [{tip[0]:.2f}, {tip[1]:.2f}, {tip[2]:.2f}] mm (reference) "
+                      f"-> {self.path.name}")
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def draw_flash(image_bgr: np.ndarray, text: str, colour_bgr) -> np.ndarray:
+    """A copy of the frame with ``text`` on a band at the bottom (the digitiser's confirmation)."""
+    from ar_guide.render import annotations
+
+    out = image_bgr.copy()
+    h, w = out.shape[:2]
+    scale = max(0.45, h / 1000.0)
+    thickness = max(1, int(round(scale * 1.6)))
+    (tw, th), base = cv2.getTextSize(text, annotations.FONT, scale, thickness)
+    if tw > w - 16:
+        scale *= (w - 16) / tw
+        (tw, th), base = cv2.getTextSize(text, annotations.FONT, scale, thickness)
+    band = th + base + 12
+    roi = out[h - band:h]
+    cv2.convertScaleAbs(roi, dst=roi, alpha=0.35)
+    cv2.rectangle(out, (0, h - band), (w - 1, h - 1), colour_bgr, 2)
+    annotations.put_text(out, text, (8, h - base - 6), colour_bgr, scale, thickness)
+    return out
 
 
 def machine_description() -> dict:
@@ -76,6 +193,21 @@ def run_playback(source, pipeline: OverlayPipeline, options: PlaybackOptions, *,
     start_wall = time.perf_counter()
     first_ts = None
     stopped_by_user = False
+    digitiser = options.digitiser
+    flash = None   # (text, colour, until monotonic s)
+
+    def on_key(key: int, result) -> None:
+        nonlocal flash
+        if digitiser is not None and key & 0xFF == DIGITISE_KEY:
+            ok, message = digitiser.record(pipeline, result)
+            print(f"ar-guide: {message}", file=sys.stderr)
+            flash = (message, _FLASH_OK_BGR if ok else _FLASH_REFUSED_BGR, time.monotonic() + FLASH_S)
+
+    def shown(result):
+        if flash is not None and time.monotonic() < flash[2]:
+            return draw_flash(result.image_bgr, flash[0], flash[1])
+        return result.image_bgr
+
     try:
         for frame in source:
             if options.realtime:
@@ -99,15 +231,17 @@ def run_playback(source, pipeline: OverlayPipeline, options: PlaybackOptions, *,
             if bar is not None:
                 bar.update(1)
             if window is not None:
-                key = window.show(result.image_bgr)
+                key = window.show(shown(result))
                 if key & 0xFF in QUIT_KEYS or not window.is_open():
                     stopped_by_user = True
                     break
+                on_key(key, result)
                 if key & 0xFF == PAUSE_KEY:
                     while True:
-                        key = window.show(result.image_bgr, wait_ms=50)
+                        key = window.show(shown(result), wait_ms=50)
                         if key & 0xFF in QUIT_KEYS | {PAUSE_KEY} or not window.is_open():
                             break
+                        on_key(key, result)
                     if key & 0xFF in QUIT_KEYS or not window.is_open():
                         stopped_by_user = True
                         break
@@ -120,6 +254,8 @@ def run_playback(source, pipeline: OverlayPipeline, options: PlaybackOptions, *,
             pose_log.close()
         if window is not None:
             window.close()
+        if digitiser is not None:
+            digitiser.close()
     wall_s = time.perf_counter() - start_wall
 
     report = {
@@ -137,6 +273,9 @@ def run_playback(source, pipeline: OverlayPipeline, options: PlaybackOptions, *,
     }
     if gt_comparison is not None:
         report["ground_truth"] = gt_comparison.summary()
+    if digitiser is not None:
+        report["digitised"] = {"file": str(digitiser.path), "tool": digitiser.tool, "frame": "reference",
+                               "points": {name: [round(float(v), 4) for v in tip] for name, tip in digitiser.recorded}}
     if options.report_out:
         write_json(options.report_out, report)
     return report
@@ -168,6 +307,10 @@ def print_summary(report: dict, stream=None) -> None:
                   file=stream)
         print(f"false overlay frames (drawn as current while the reference was not visible): "
               f"{gt['false_overlay_frames']}", file=stream)
+    digitised = report.get("digitised")
+    if digitised is not None:
+        names = ", ".join(digitised["points"]) or "none"
+        print(f"digitised: {len(digitised['points'])} point(s) ({names}) -> {digitised['file']}", file=stream)
     outs = report.get("outputs", {})
     for key in ("video", "poses", "report"):
         if key in outs:

@@ -280,6 +280,30 @@ def draw_path(frame_bgr: np.ndarray, camera: CameraModel, entry_camera: np.ndarr
     return True
 
 
+def draw_tool_axis(frame_bgr: np.ndarray, camera: CameraModel, start_camera: np.ndarray, tip_camera: np.ndarray,
+                   color_bgr=(255, 255, 0), settings: RenderSettings = RenderSettings()) -> bool:
+    """A tracked tool's axis: the segment from its markers to its tip (the shaft), bent by the lens.
+
+    start_camera, tip_camera : (3,) float, mm, OpenCV camera frame (e.g. the markers' centre and
+    the tip).  Sampled and projected like :func:`draw_path`; samples that cannot be placed split
+    the line.  Drawn only for a current pose.  Returns False if nothing was drawn.
+    """
+    a = np.asarray(start_camera, dtype=np.float64).reshape(3)
+    b = np.asarray(tip_camera, dtype=np.float64).reshape(3)
+    s = np.linspace(0.0, 1.0, max(2, int(settings.path_samples)) + 1)[:, None]
+    uv, ok = project_drawable(camera, a + s * (b - a), settings)
+    if not ok.any():
+        return False
+    thick = max(1, int(round(2 * _scale_for(frame_bgr))))
+    fixed = np.round(np.nan_to_num(uv) * _ONE).astype(np.int32)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], ok.astype(np.int8), [0]])))
+    runs = [fixed[i:j] for i, j in zip(edges[::2], edges[1::2]) if j - i >= 2]
+    for run in runs:
+        cv2.polylines(frame_bgr, [run], False, _OUTLINE_BGR, thick + 2, cv2.LINE_AA, SHIFT)
+        cv2.polylines(frame_bgr, [run], False, tuple(int(c) for c in color_bgr), thick, cv2.LINE_AA, SHIFT)
+    return bool(runs)
+
+
 def draw_tool_tip(frame_bgr: np.ndarray, camera: CameraModel, tip_camera: np.ndarray, label: str,
                   color_bgr=(255, 255, 0), settings: RenderSettings = RenderSettings()) -> bool:
     """A tracked tool's tip: a ringed dot with its name (drawn only for a current pose).

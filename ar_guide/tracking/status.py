@@ -22,6 +22,15 @@ which a chance fit or a false id cannot produce.  Because acquisition compares n
 not with the old pose, a real fast move never locks a body out: its new pose is confirmed after
 ``acquire_frames`` frames, even while the old pose is still shown as STALE.
 
+Tools (``tool=ToolTracking()``): a small planar tool seen nearly face-on (a pointer held over the
+patient) is ambiguous by the ratio test in most views, so under the rule above it would never be
+tracked.  A tool may also be acquired from ambiguous frames, but only from strong, steady ones:
+each with a ratio of at least ``ToolTracking.min_ambiguity_ratio`` and at least
+``ToolTracking.min_markers`` markers, ``ToolTracking.acquire_frames`` in a row, each turned less
+than ``agree_deg`` and its tip (``tip_body``) moved less than ``agree_mm`` from the frame before
+(constants.py gives the simulation behind these values).  Once tracked, a tool follows the
+same rules as any body.
+
 Timestamps must be finite; if one goes backwards (a video seek or loop) the tracker resets.
 """
 
@@ -33,7 +42,7 @@ import math
 
 import numpy as np
 
-from ar_guide.constants import TrackingGates
+from ar_guide.constants import ToolTracking, TrackingGates
 from ar_guide.geometry.transforms import rotation_angle_between, transform_points
 from ar_guide.tracking.pose import PoseFailure, PoseMeasurement
 
@@ -90,13 +99,21 @@ class BodyTracker:
     centre_body : (3,) the body point whose motion the jump gate limits, mm; use the centre of
         the markers (RigidBody.centre_body) so that rotation noise about a far-away origin does
         not look like a jump.  Default: the body origin.
+    tool : ToolTracking rules for acquiring a tool from ambiguous planar frames (module
+        docstring); None (default): ambiguous frames are never acquired
+    tip_body : (3,) the tool's tip in the body frame, mm, whose steadiness the tool rule checks;
+        default ``centre_body``
     """
 
-    def __init__(self, name: str, gates: TrackingGates = TrackingGates(), centre_body=None):
+    def __init__(self, name: str, gates: TrackingGates = TrackingGates(), centre_body=None,
+                 tool: ToolTracking | None = None, tip_body=None):
         self.name = name
         self.gates = gates
         self.centre_body = (np.zeros(3) if centre_body is None
                             else np.asarray(centre_body, dtype=np.float64).reshape(3).copy())
+        self.tool = tool
+        self.tip_body = (self.centre_body.copy() if tip_body is None
+                         else np.asarray(tip_body, dtype=np.float64).reshape(3).copy())
         self.reset()
 
     def reset(self) -> None:
@@ -154,6 +171,8 @@ class BodyTracker:
             reason = None
 
         if m.ambiguity_ratio < g.min_ambiguity_ratio:
+            if self._tool_may_acquire(m):
+                return self._acquire_ambiguous_tool(m, t, previous_t, reason)
             self._candidate = None
             return self._hold(t, reason or f"ambiguous planar pose (ratio {m.ambiguity_ratio:.1f} < "
                                            f"{g.min_ambiguity_ratio:g})", rms, m.markers_used)
@@ -167,6 +186,37 @@ class BodyTracker:
             return self._state(TrackingStatus.OK, t, "ok", rms, m.markers_used)
         self._candidate = c
         return self._hold(t, reason or f"reacquiring ({c.count}/{g.acquire_frames})", rms, m.markers_used)
+
+    # ------------------------------------------------------------------ tools
+
+    def _tool_may_acquire(self, m: PoseMeasurement) -> bool:
+        tool = self.tool
+        return (tool is not None and m.ambiguity_ratio >= tool.min_ambiguity_ratio
+                and m.markers_used >= tool.min_markers)
+
+    def _acquire_ambiguous_tool(self, m: PoseMeasurement, t: float, previous_t, reason) -> BodyState:
+        """Counts strong, steady ambiguous frames of a tool; OK after ToolTracking.acquire_frames."""
+        tool = self.tool
+        rms = float(m.reprojection_rms_px)
+        c = self._candidate
+        if c is not None and c.timestamp_s == previous_t and self._steady(c.camera_from_body, m.camera_from_body):
+            c = _Pose(_frozen(m.camera_from_body), t, m, c.count + 1)
+        else:
+            c = _Pose(_frozen(m.camera_from_body), t, m, 1)
+        if c.count >= tool.acquire_frames:
+            self._good, self._candidate = c, None
+            return self._state(TrackingStatus.OK, t, "ok", rms, m.markers_used)
+        self._candidate = c
+        return self._hold(t, reason or f"ambiguous planar pose (ratio {m.ambiguity_ratio:.1f}): confirming "
+                                       f"({c.count}/{tool.acquire_frames})", rms, m.markers_used)
+
+    def _steady(self, before: np.ndarray, after: np.ndarray) -> bool:
+        """Consecutive tool poses that turned less than agree_deg and moved the tip less than agree_mm."""
+        tool = self.tool
+        angle = math.degrees(rotation_angle_between(before[:3, :3], after[:3, :3]))
+        moved = float(np.linalg.norm(transform_points(after, self.tip_body)[0]
+                                     - transform_points(before, self.tip_body)[0]))
+        return angle < tool.agree_deg and moved < tool.agree_mm
 
     # ------------------------------------------------------------------ helpers
 
