@@ -185,7 +185,10 @@ class OverlayPipeline:
         for tracker in self._trackers.values():
             tracker.reset()
 
-    def process(self, frame_index: int, timestamp_s: float, image_bgr: np.ndarray) -> FrameResult:
+    def process(self, frame_index: int, timestamp_s: float, image_bgr: np.ndarray,
+                hud_extra: tuple[tuple[str, tuple[int, int, int]], ...] = ()) -> FrameResult:
+        """Track, render and draw one frame (in place).  ``hud_extra``: (text, BGR) lines the
+        caller adds to the HUD (e.g. the live app's frame rate and latency)."""
         t0 = time.perf_counter()
         if self._gray is None or self._gray.shape != image_bgr.shape[:2]:
             self._gray = np.empty(image_bgr.shape[:2], np.uint8)
@@ -233,7 +236,7 @@ class OverlayPipeline:
             "compose": (t4 - t3) * 1e3,
         }
         if self.toggles.hud:
-            annotations.draw_hud(image_bgr, self._hud_lines(states, timings, t4 - t0))
+            annotations.draw_hud(image_bgr, self._hud_lines(states, timings, t4 - t0) + list(hud_extra))
         timings["total"] = (time.perf_counter() - t0) * 1e3
         return FrameResult(
             frame_index=frame_index,
