@@ -646,3 +646,116 @@ class PivotCapture:
     #: The algebraic and sphere-fit tips agree on good data; further apart than this (mm) the
     #: data are suspect (a slipping tip, a flipped pose).
     warn_methods_mm: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class GuidanceSettings:
+    """The pointer's guidance to a planned path (ar_guide.geometry.guidance, the bull's-eye inset in
+    ar_guide.render.annotations) and the depth cue of planned paths.
+
+    Colour classes follow the accuracy approved navigation systems are held to, about 2 mm and
+    2 degrees (Perez-Pachon et al. 2021, FIELD-NOTES.md): green within it, yellow within 5 mm /
+    5 degrees (a correction is needed), red beyond.
+    """
+
+    #: Lateral offset of the tip from the planned path (mm): green below ok, yellow below warn.
+    lateral_ok_mm: float = 2.0
+    lateral_warn_mm: float = 5.0
+    #: Angle between the tool's axis and the path (deg): the same classes.
+    angle_ok_deg: float = 2.0
+    angle_warn_deg: float = 5.0
+    #: Rings of the bull's-eye (mm of lateral offset); the largest sets the inset's scale.
+    rings_mm: tuple[float, ...] = (2.0, 5.0, 10.0)
+    #: The tip beyond this (times the largest ring) is drawn clamped at the edge, as an arrow.
+    inset_range_factor: float = 1.25
+    #: Side of the square bull's-eye as a fraction of the image height, with a floor (px).
+    inset_fraction: float = 0.26
+    inset_min_px: int = 120
+    #: The tool's axis is extended to the target's depth plane only while it points at least
+    #: this close to the path's direction (deg); beyond, where it meets that plane means little.
+    max_axis_extension_deg: float = 60.0
+    #: A tool whose tip is closer than this (mm) to its markers' centre has no shaft to give an
+    #: axis: its guidance has no angle and no extended axis.
+    min_shaft_mm: float = 1.0
+    #: Stable bull's-eye axes: "up" is the patient's superior direction projected across the
+    #: path, unless the path runs within this angle (deg) of the superior-inferior axis; then
+    #: "up" is anterior.
+    min_up_angle_deg: float = 30.0
+    #: Anatomy roles whose closed meshes count as "inside" for the depth cue of a path.
+    inside_roles: tuple[str, ...] = ("skin", "organ", "target")
+    #: Two crossings of a path's line with a mesh closer than this (mm) are one crossing (the
+    #: line through an edge or a vertex shared by several triangles hits each of them).
+    crossing_merge_mm: float = 1e-6
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveSettings:
+    """The live overlay app (ar_guide.apps.live): HUD figures, keys, messages."""
+
+    #: Frame rate and latency on the HUD are taken over the frames shown in this window (s):
+    #: long enough to be steady, short enough to show a slowdown at once.
+    hud_window_s: float = 1.0
+    #: Capture-to-display latency shown in amber above this (ms): surgeons' performance degrades
+    #: measurably with 105 ms of added latency (Kumcu et al. 2016, FIELD-NOTES.md "Latency").
+    latency_warn_ms: float = 105.0
+    #: Anatomy opacity: each +/- key press changes the scale by this step, within [min, 1];
+    #: key a hides the anatomy altogether, so the floor keeps it visible.
+    opacity_step: float = 0.1
+    min_opacity_scale: float = 0.1
+    #: A confirmation ("screenshot saved ...") stays on screen this long (s).
+    flash_s: float = 2.5
+    #: How often the window is redrawn (and keys read) while paused with no new frame (s).
+    idle_poll_s: float = 0.05
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveCaptureSettings:
+    """Camera loss and reconnection of the live overlay (ar_guide.io.sources.LiveCamera)."""
+
+    #: No new frame for this long (s): the camera is lost (unplugged, stream dropped).  30 frame
+    #: periods at 30 fps, so an exposure change or network jitter is not a loss; the overlay is
+    #: hidden long before by the tracking status (TrackingGates.lost_after_s).
+    stall_timeout_s: float = 1.0
+    #: While lost, the camera is reopened this often (s), after its old capture was released.
+    retry_every_s: float = 1.0
+    #: While lost, an event comes this often (s), so that the window stays responsive (10 Hz).
+    lost_tick_s: float = 0.1
+    #: Network streams (RTSP/HTTP URLs): FFmpeg's open and read timeouts (ms).  FFmpeg's own
+    #: default is 30 s, during which a dead stream would hold the capture thread.
+    stream_open_timeout_ms: int = 5000
+    stream_read_timeout_ms: int = 2000
+    #: Longest wait for a lost capture's thread to give the device back before reopening anyway (s):
+    #: a read blocked in a dropped stream returns after stream_read_timeout_ms, about 1 s after the
+    #: loss is noticed; a device still held just fails to open again, and is retried.
+    release_wait_s: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class RecorderSettings:
+    """The crash-safe session recording (ar_guide.io.recorder).
+
+    Videos are cut into segments of segment_s, each a complete Matroska file closed with its
+    index, and inside a segment a cluster is flushed to the file every cluster_ms: a crash or
+    kill -9 loses at most the last cluster plus the frames still queued (measured in
+    docs/recording.md).  H.264 with x264's ultrafast preset and zerolatency tune (no frame
+    look-ahead, no B-frames: a frame's packet leaves the encoder at once), one encoder thread
+    so that recording takes at most one core: at 1280x720 about 5.5 ms a frame for the raw
+    video at crf 18 and 4.3 ms for the overlay at crf 23 (2-core machine, synthetic phantom).
+    """
+
+    #: Length of a video segment (s of recording time).
+    segment_s: float = 1.0
+    #: Matroska cluster length (ms): data reach the file at least this often.
+    cluster_ms: int = 250
+    #: Raw camera video: evidence and the input of replay, so visually lossless (x264's crf 18).
+    raw_crf: int = 18
+    #: Overlay video: for review, like play's output.
+    overlay_crf: int = 23
+    preset: str = "ultrafast"
+    encoder_threads: int = 1
+    #: Frames waiting for the writer thread, at most: beyond this the recording drops frames
+    #: (counted, and listed in frames.csv) rather than stall the display.  10 frames at
+    #: 1280x720 hold 55 MB (raw and overlay images); 0.33 s at 30 fps.
+    max_queue_frames: int = 10
+    #: frames.csv, poses.csv and segments.csv are flushed every row and fsync'ed this often (s).
+    fsync_every_s: float = 1.0

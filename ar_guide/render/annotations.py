@@ -1,5 +1,5 @@
-"""2-D annotations drawn with OpenCV onto a BGR uint8 frame: targets, planned paths, HUD,
-the LOST banner and the STALE marking.
+"""2-D annotations drawn with OpenCV onto a BGR uint8 frame: targets, planned paths (with their
+depth cue), HUD, the pointer's bull's-eye inset, the LOST banner and the STALE marking.
 
 Every shape is anti-aliased (``cv2.LINE_AA``) and placed with sub-pixel precision through the
 ``shift`` argument (coordinates in 1/16 px).  3-D geometry goes through the camera's full
@@ -15,6 +15,7 @@ stale pose is never drawn as if it were current (DESIGN.md, "Safety rules").
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import OrderedDict
 
@@ -22,8 +23,9 @@ import cv2
 import numpy as np
 
 from ar_guide.camera import CameraModel
-from ar_guide.constants import RenderSettings
+from ar_guide.constants import GuidanceSettings, RenderSettings
 from ar_guide.geometry import projection
+from ar_guide.geometry.guidance import PointerGuidance, level
 
 STYLES = ("current", "stale")
 SHIFT = 4                    # cv2 fixed-point bits: coordinates in 1/16 px
@@ -189,10 +191,11 @@ def target_radius_px(camera: CameraModel, target_camera: np.ndarray, radius_mm: 
 
 def draw_target(frame_bgr: np.ndarray, camera: CameraModel, target_camera: np.ndarray, radius_mm: float,
                 label: str, color_bgr, style: str = "current",
-                settings: RenderSettings = RenderSettings()) -> bool:
+                settings: RenderSettings = RenderSettings(), detail: str = "") -> bool:
     """A target sphere: ring of its projected radius, centre cross and label.
 
     target_camera : (3,) float, mm, OpenCV camera frame
+    detail : a second line under the label (e.g. its depth: "68 mm from camera")
     Returns False (and draws nothing) when the target cannot be placed in this image.
     """
     _check_style(style)
@@ -226,24 +229,53 @@ def draw_target(frame_bgr: np.ndarray, camera: CameraModel, target_camera: np.nd
         font_scale, t = _text_metrics(frame_bgr, settings)
         put_text(frame_bgr, text, (u + radius + 4 * px, v + 0.35 * font_scale * _FONT_HEIGHT_AT_SCALE_1),
                  colour, font_scale, t)
+    if detail:
+        font_scale, t = _text_metrics(frame_bgr, settings)
+        line = 1.5 * font_scale * _FONT_HEIGHT_AT_SCALE_1
+        put_text(frame_bgr, detail, (u + radius + 4 * px, v + 0.35 * font_scale * _FONT_HEIGHT_AT_SCALE_1
+                                     + (line if label else 0.0)), colour, font_scale, t)
     return True
+
+
+def _path_parameters(samples: int, segments) -> tuple[np.ndarray, np.ndarray]:
+    """Sample parameters along a path (0 entry .. 1 target) with every segment boundary among
+    them, and for each interval between consecutive samples whether it lies inside anatomy."""
+    s = np.linspace(0.0, 1.0, max(2, int(samples)) + 1)
+    if not segments:
+        return s, np.zeros(len(s) - 1, dtype=bool)
+    spans = [(float(g.t0), float(g.t1), bool(g.inside)) if hasattr(g, "t0") else
+             (float(g[0]), float(g[1]), bool(g[2])) for g in segments]
+    cuts = [x for a, b, _ in spans for x in (a, b) if 0.0 < x < 1.0]
+    s = np.unique(np.concatenate([s, cuts]))
+    mid = 0.5 * (s[:-1] + s[1:])
+    inside = np.zeros(len(mid), dtype=bool)
+    for a, b, flag in spans:
+        if flag:
+            inside |= (mid >= a) & (mid <= b)
+    return s, inside
 
 
 def draw_path(frame_bgr: np.ndarray, camera: CameraModel, entry_camera: np.ndarray, target_camera: np.ndarray,
               diameter_mm: float, label: str, color_bgr, style: str = "current",
-              settings: RenderSettings = RenderSettings()) -> bool:
+              settings: RenderSettings = RenderSettings(), segments=None) -> bool:
     """A planned straight path from entry to target, bent by the lens as the camera sees it.
 
     entry_camera, target_camera : (3,) float, mm, OpenCV camera frame
     diameter_mm : tool diameter; the stroke is its projected width, clipped to 2..16 px
-    The segment is sampled densely (settings.path_samples) and each sample projected with
-    distortion; samples that cannot be placed (behind the camera, outside the calibrated field)
-    split the drawn line.  Entry: open ring; target: filled dot.  Returns False if nothing drawn.
+    segments : depth cue, optional: (t0, t1, inside) triples or ``guidance.PathSegment``s along
+        the path (t: 0 at the entry, 1 at the target).  Parts inside the anatomy are dashed,
+        parts outside solid, so that the path does not seem to float on the skin (Kersten-Oertel
+        et al. 2014, FIELD-NOTES.md).  A stale path is dashed and grey throughout.
+    The segment is sampled densely (settings.path_samples, plus every segment boundary) and each
+    sample projected with distortion; samples that cannot be placed (behind the camera, outside
+    the calibrated field) split the drawn line.  Entry: open ring; target: filled dot.  Returns
+    False if nothing drawn.
     """
     _check_style(style)
     e = np.asarray(entry_camera, dtype=np.float64).reshape(3)
     t = np.asarray(target_camera, dtype=np.float64).reshape(3)
-    s = np.linspace(0.0, 1.0, max(2, int(settings.path_samples)) + 1)[:, None]
+    s, inside = _path_parameters(settings.path_samples, segments)
+    s = s[:, None]
     pts = e + s * (t - e)
     uv, ok = project_drawable(camera, pts, settings)
     if not ok.any():
@@ -254,16 +286,21 @@ def draw_path(frame_bgr: np.ndarray, camera: CameraModel, entry_camera: np.ndarr
     thick = int(np.clip(round(float(np.median(f * diameter_mm / z))), 2, 16))
     colour = tuple(int(c) for c in color_bgr) if style == "current" else _stale_colour(color_bgr)
     fixed = np.round(np.nan_to_num(uv) * _ONE).astype(np.int32)
-    # Runs of consecutive drawable samples.
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], ok.astype(np.int8), [0]])))
-    runs = [fixed[a:b] for a, b in zip(edges[::2], edges[1::2]) if b - a >= 2]
-    for run in runs:
-        if style == "current":
-            cv2.polylines(frame_bgr, [run], False, _OUTLINE_BGR, thick + 2, cv2.LINE_AA, SHIFT)
-            cv2.polylines(frame_bgr, [run], False, colour, thick, cv2.LINE_AA, SHIFT)
-        else:
-            _dashed_polyline(frame_bgr, run, _OUTLINE_BGR, thick + 2, 10.0 * px)
-            _dashed_polyline(frame_bgr, run, colour, thick, 10.0 * px)
+    # Runs of consecutive drawable intervals of one kind (inside or outside the anatomy).
+    drawable = ok[:-1] & ok[1:]
+    kind = np.where(drawable, inside.astype(np.int8), -1)
+    bounds = np.concatenate([[0], np.flatnonzero(np.diff(kind)) + 1, [len(kind)]])
+    # Round caps of (thick + 2) px close gaps shorter than that: inside dashes grow with the stroke.
+    dash = 10.0 * px if style == "stale" else max(10.0 * px, 2.0 * thick + 2.0)
+    runs = [(fixed[a:b + 1], style == "current" and not kind[a])
+            for a, b in zip(bounds[:-1], bounds[1:]) if kind[a] >= 0]
+    # All outlines first: a run's outline must not cut into its neighbour's stroke.
+    for ink, width in ((_OUTLINE_BGR, thick + 2), (colour, thick)):
+        for run, solid in runs:
+            if solid:
+                cv2.polylines(frame_bgr, [run], False, ink, width, cv2.LINE_AA, SHIFT)
+            else:
+                _dashed_polyline(frame_bgr, run, ink, width, dash)
     marker = max(thick + 3, int(round(6 * px)))
     if ok[0]:
         cv2.circle(frame_bgr, tuple(fixed[0]), marker * _ONE, _OUTLINE_BGR, 3, cv2.LINE_AA, SHIFT)
@@ -338,6 +375,18 @@ def _darken(frame_bgr: np.ndarray, x0: int, y0: int, x1: int, y1: int, keep: flo
     if x1 > x0 and y1 > y0:
         roi = frame_bgr[y0:y1, x0:x1]
         cv2.convertScaleAbs(roi, dst=roi, alpha=keep)
+
+
+def hud_box(frame_bgr: np.ndarray, lines: list[tuple[str, tuple[int, int, int]]],
+            settings: RenderSettings = RenderSettings()) -> tuple[int, int, int, int]:
+    """The box (x0, y0, x1, y1) px that :func:`draw_hud` covers with these lines (x1, y1 exclusive)."""
+    if not lines:
+        return 0, 0, 0, 0
+    font_scale, thick = _text_metrics(frame_bgr, settings)
+    pad = int(round(0.5 * font_scale * _FONT_HEIGHT_AT_SCALE_1))
+    sizes = [cv2.getTextSize(text, FONT, font_scale, thick) for text, _ in lines]
+    line_h = max(sz[0][1] + sz[1] for sz in sizes) + pad // 2
+    return 0, 0, max(sz[0][0] for sz in sizes) + 2 * pad, line_h * len(lines) + pad
 
 
 def draw_hud(frame_bgr: np.ndarray, lines: list[tuple[str, tuple[int, int, int]]],
@@ -426,3 +475,166 @@ def draw_stale_marking(frame_bgr: np.ndarray, text: str, settings: RenderSetting
         cv2.rectangle(frame_bgr, (x0, y0), (x1, h - 1), amber, -1)
         cv2.putText(frame_bgr, text, (x0 + pad, y0 + pad + th), FONT, font_scale, (0, 0, 0), thick,
                     cv2.LINE_AA)
+
+
+# -- the pointer's bull's-eye ----------------------------------------------------------------------
+
+#: Colour of a guidance figure by class (geometry.guidance.level): within tolerance (green), a
+#: correction needed (yellow), off (red); BGR.
+LEVEL_COLOURS_BGR = ((80, 220, 80), (0, 220, 255), (60, 60, 255))
+_RING_BGR = (200, 200, 200)
+_RING_IDLE_BGR = (110, 110, 110)
+
+
+@dataclasses.dataclass(frozen=True)
+class InsetLayout:
+    """Where :func:`draw_bullseye` drew: box (x0, y0, x1, y1) px (x1, y1 exclusive), the rings'
+    centre (u, v) px and the scale (px per mm of lateral offset; "up" is towards -v)."""
+
+    box: tuple[int, int, int, int]
+    centre_px: tuple[float, float]
+    px_per_mm: float
+
+    def to_px(self, offset_mm) -> np.ndarray:
+        """(2,) image position (px) of a (right, up) offset in mm, unclamped."""
+        return np.array([self.centre_px[0] + self.px_per_mm * offset_mm[0],
+                         self.centre_px[1] - self.px_per_mm * offset_mm[1]])
+
+
+def _inset_place(frame_shape, width: int, height: int, avoid_uv_px, avoid_radius_px: float,
+                 avoid_boxes=()) -> tuple[int, int]:
+    """Top-left corner of an inset of this size, in a corner of the image: the first of
+    bottom-right, top-right, bottom-left, top-left whose box (grown by ``avoid_radius_px``) holds
+    none of ``avoid_uv_px`` and overlaps none of ``avoid_boxes``; when none is free, the one
+    covering the fewest points (a covered point weighs more than an overlapped box)."""
+    h, w = frame_shape[:2]
+    margin = int(round(max(6.0, 0.03 * min(w, h))))  # clear of the STALE hazard border
+    x_right, y_bottom = max(0, w - margin - width), max(0, h - margin - height)
+    corners = ((x_right, y_bottom), (x_right, margin), (margin, y_bottom), (margin, margin))
+    points = np.asarray(avoid_uv_px if avoid_uv_px is not None else np.zeros((0, 2)), dtype=np.float64).reshape(-1, 2)
+    points = points[np.all(np.isfinite(points), axis=1)]
+    r = avoid_radius_px
+    costs = []
+    for x0, y0 in corners:
+        covered = int(np.count_nonzero((points[:, 0] >= x0 - r) & (points[:, 0] <= x0 + width + r)
+                                       & (points[:, 1] >= y0 - r) & (points[:, 1] <= y0 + height + r)))
+        overlaps = sum(1 for bx0, by0, bx1, by1 in avoid_boxes
+                       if bx0 < x0 + width and x0 < bx1 and by0 < y0 + height and y0 < by1)
+        costs.append((len(avoid_boxes) + 1) * covered + overlaps)
+    return corners[int(np.argmin(costs))]
+
+
+def _clamped(centre, vector_px, limit_px: float) -> tuple[np.ndarray, bool]:
+    """centre + vector, pulled back onto a circle of limit_px when beyond it; and whether it was."""
+    length = float(np.hypot(vector_px[0], vector_px[1]))
+    if length > limit_px:
+        return centre + vector_px * (limit_px / length), True
+    return centre + vector_px, False
+
+
+def _plain_text(frame_bgr, text, origin_px, color_bgr, font_scale, thickness) -> None:
+    """Text without the outline, for panels already darkened (a ninth of put_text's cost)."""
+    cv2.putText(frame_bgr, text, (int(round(origin_px[0])), int(round(origin_px[1]))), FONT, font_scale,
+                tuple(int(c) for c in color_bgr), thickness, cv2.LINE_AA)
+
+
+def draw_bullseye(frame_bgr: np.ndarray, guidance: PointerGuidance | None, lines, labels: dict | None = None,
+                  avoid_uv_px=None, avoid_radius_px: float = 0.0, avoid_boxes=(),
+                  settings: RenderSettings = RenderSettings(),
+                  guidance_settings: GuidanceSettings = GuidanceSettings()) -> InsetLayout:
+    """The pointer's bull's-eye: an inset in a corner of the image, looking down the planned path.
+
+    Rings at ``guidance_settings.rings_mm`` of lateral offset around the path; the tip's offset
+    (``guidance.offset_mm``, right/up) as a filled dot coloured by its class (green under
+    lateral_ok_mm, yellow under lateral_warn_mm, red beyond), clamped to the edge as an arrow when
+    off the scale; the tool's axis extended to the target's depth (``guidance.axis_offset_mm``) as
+    a ring joined to the dot, coloured by the angle's class.  ``guidance`` None: grey rings, no dot
+    (the tool or the reference is not current; ``lines`` say so).  Never shown from a stale pose:
+    the caller passes None then.
+
+    lines : (text, BGR) readouts drawn under the rings
+    labels : letters at the right, left, up and down edges (``PathBasis.labels()``), or None
+    avoid_uv_px : (K, 2) image points the inset must not cover (the active target, the tip), px,
+        with a margin of ``avoid_radius_px``
+    avoid_boxes : (x0, y0, x1, y1) boxes it should not overlap (the HUD); covering a point is worse
+    Returns the layout (box, centre, scale) it was drawn with.
+    """
+    gs = guidance_settings
+    h = frame_bgr.shape[0]
+    px = _scale_for(frame_bgr)
+    side = int(round(max(gs.inset_min_px, gs.inset_fraction * h)))
+    font_scale, thick = _text_metrics(frame_bgr, settings)
+    font_scale *= 0.9
+    sizes = [cv2.getTextSize(text, FONT, font_scale, thick) for text, _ in lines]
+    line_h = int(round(1.45 * font_scale * _FONT_HEIGHT_AT_SCALE_1))
+    pad = int(round(0.4 * line_h))
+    width = max([side] + [sz[0][0] + 2 * pad for sz in sizes])
+    height = side + line_h * len(lines) + (pad if lines else 0)
+    x0, y0 = _inset_place(frame_bgr.shape, width, height, avoid_uv_px, avoid_radius_px, avoid_boxes)
+    _darken(frame_bgr, x0, y0, x0 + width, y0 + height, keep=0.3)
+
+    centre = np.array([x0 + width / 2.0, y0 + side / 2.0])
+    radius = side / 2.0 - pad
+    mm_to_px = radius / (gs.rings_mm[-1] * gs.inset_range_factor)
+    ring_colour = _RING_BGR if guidance is not None else _RING_IDLE_BGR
+    c_fx = _fixed(centre)
+    line_w = max(1, int(round(px)))
+    for sign in (-1, 1):
+        for axis in (np.array([1.0, 0.0]), np.array([0.0, 1.0])):
+            end = _fixed(centre + sign * radius * axis)
+            cv2.line(frame_bgr, c_fx, end, _RING_IDLE_BGR, line_w, cv2.LINE_AA, SHIFT)
+    for ring in gs.rings_mm:
+        cv2.circle(frame_bgr, c_fx, int(round(ring * mm_to_px * _ONE)), ring_colour, line_w, cv2.LINE_AA, SHIFT)
+    small = 0.7 * font_scale
+    small_t = max(1, thick - 1)
+    outer = gs.rings_mm[-1] * mm_to_px
+    ring_text = f"{gs.rings_mm[-1]:g} mm"
+    (tw, th), _ = cv2.getTextSize(ring_text, FONT, small, small_t)
+    _plain_text(frame_bgr, ring_text, (centre[0] + 0.72 * outer - tw / 2, centre[1] + 0.72 * outer + th),
+                ring_colour, small, small_t)
+    if labels:
+        (lw, lh), _ = cv2.getTextSize("M", FONT, small, small_t)
+        edge = radius - 0.2 * lw
+        spots = {"right": (centre[0] + edge - lw, centre[1] - 0.3 * lh),
+                 "left": (centre[0] - edge, centre[1] - 0.3 * lh),
+                 "up": (centre[0] + 0.3 * lw, centre[1] - edge + lh),
+                 "down": (centre[0] + 0.3 * lw, centre[1] + edge)}
+        for key, origin in spots.items():
+            if labels.get(key):
+                _plain_text(frame_bgr, labels[key], origin, ring_colour, small, small_t)
+
+    if guidance is not None:
+        dot_r = max(3.0, 0.045 * side)
+        limit = radius - dot_r
+        tip_level = level(guidance.lateral_mm, gs.lateral_ok_mm, gs.lateral_warn_mm)
+        angle_level = level(guidance.angle_deg, gs.angle_ok_deg, gs.angle_warn_deg)
+        # Image rows grow downwards: "up" offsets are negative v.
+        tip_px, tip_clamped = _clamped(centre, mm_to_px * np.array([guidance.offset_mm[0], -guidance.offset_mm[1]]),
+                                       limit)
+        if guidance.axis_offset_mm is not None:
+            axis_px, _ = _clamped(centre, mm_to_px * np.array([guidance.axis_offset_mm[0],
+                                                               -guidance.axis_offset_mm[1]]), limit)
+            axis_colour = LEVEL_COLOURS_BGR[angle_level]
+            cv2.line(frame_bgr, _fixed(tip_px), _fixed(axis_px), axis_colour, line_w, cv2.LINE_AA, SHIFT)
+            cv2.circle(frame_bgr, _fixed(axis_px), int(round(dot_r * _ONE)), _OUTLINE_BGR, line_w + 3, cv2.LINE_AA,
+                       SHIFT)
+            cv2.circle(frame_bgr, _fixed(axis_px), int(round(dot_r * _ONE)), axis_colour, line_w + 1, cv2.LINE_AA,
+                       SHIFT)
+        tip_colour = LEVEL_COLOURS_BGR[tip_level]
+        if tip_clamped:
+            # Off the scale: an arrow at the edge pointing the way the tip is off.
+            out = (tip_px - centre) / max(float(np.linalg.norm(tip_px - centre)), 1e-9)
+            across = np.array([-out[1], out[0]])
+            tri = np.array([tip_px + 1.6 * dot_r * out, tip_px + dot_r * across, tip_px - dot_r * across])
+            tri_fx = np.round(tri * _ONE).astype(np.int32)
+            cv2.fillConvexPoly(frame_bgr, tri_fx, tip_colour, cv2.LINE_AA, SHIFT)
+            cv2.polylines(frame_bgr, [tri_fx], True, _OUTLINE_BGR, line_w, cv2.LINE_AA, SHIFT)
+        else:
+            cv2.circle(frame_bgr, _fixed(tip_px), int(round((dot_r + 1) * _ONE)), _OUTLINE_BGR, -1, cv2.LINE_AA, SHIFT)
+            cv2.circle(frame_bgr, _fixed(tip_px), int(round(dot_r * _ONE)), tip_colour, -1, cv2.LINE_AA, SHIFT)
+
+    y = y0 + side
+    for (text, colour), ((_, th), base) in zip(lines, sizes):
+        y += line_h
+        _plain_text(frame_bgr, text, (x0 + pad, y - base), colour, font_scale, thick)
+    return InsetLayout((x0, y0, x0 + width, y0 + height), (float(centre[0]), float(centre[1])), float(mm_to_px))
