@@ -1,4 +1,9 @@
-"""``ar-guide play VIDEO --scene SCENE.yaml``: the overlay on a recorded video."""
+"""``ar-guide play VIDEO --scene SCENE.yaml``: the overlay on a recorded video.
+
+VIDEO may also be a recording folder of ``ar-guide live --record`` (ar_guide.io.recording): its raw
+camera video, all segments in order, is played with each frame's original number and timestamp, so
+that ``--realtime`` paces by the live session's clock and the pose log and report use its times.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ from ar_guide.apps.playback import Digitiser, PlaybackOptions, print_summary, ru
 from ar_guide.camera import load_camera
 from ar_guide.errors import InputError
 from ar_guide.io.display import has_display
+from ar_guide.io.recording import RecordingSource, is_recording, open_recording
+from ar_guide.io.report import write_json
 from ar_guide.io.sources import VideoFileSource
 from ar_guide.scene import load_scene
 from ar_guide.session import build_pipeline
@@ -21,7 +28,8 @@ def add_parser(sub) -> None:
         description="Track the scene's reference body in VIDEO and draw the registered anatomy, targets and "
                     "planned paths over it: in a window, and/or into a video with a pose log and a report.",
     )
-    p.add_argument("video", type=Path, help="video file (any format FFmpeg reads)")
+    p.add_argument("video", type=Path, help="video file (any format FFmpeg reads), or a recording folder "
+                   "written by ar-guide live --record")
     p.add_argument("--scene", type=Path, required=True, help="scene file (docs/scene-format.md)")
     p.add_argument("--calibration", type=Path, help="camera calibration (OpenCV YAML, ROS camera_info or "
                    "SciKit-Surgery text); default: the scene's 'calibration' entry")
@@ -40,8 +48,13 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def resolve_calibration(args, scene):
+def resolve_calibration(args, scene, recording=None):
     path = args.calibration or scene.calibration_path
+    if path is None and recording is not None:
+        # The calibration the live session used, if it is still where it was.
+        recorded = (recording.metadata.get("session") or {}).get("calibration")
+        if isinstance(recorded, str) and Path(recorded).is_file():
+            path = Path(recorded)
     if path is None:
         raise InputError("no camera calibration: pass --calibration CAM.yaml or add 'calibration:' to the scene",
                          path=args.scene)
@@ -72,9 +85,14 @@ def run(args) -> int:
 
 
 def _play(args, scene, window: bool, digitiser) -> dict:
-    source = VideoFileSource(args.video)
+    recording = None
+    if args.video.is_dir() or is_recording(args.video):
+        recording = open_recording(args.video)
+        source = RecordingSource(recording)
+    else:
+        source = VideoFileSource(args.video)
     with source:
-        camera = resolve_calibration(args, scene)
+        camera = resolve_calibration(args, scene, recording)
         if camera.image_size is None:
             print(f"ar-guide: note: {camera.source} does not say its image size; assuming it was made at the "
                   f"video's {source.width}x{source.height}", file=sys.stderr)
@@ -86,7 +104,16 @@ def _play(args, scene, window: bool, digitiser) -> dict:
                                   digitiser=digitiser)
         header = {"command": "play", "input": {"video": str(args.video), "scene": str(args.scene),
                                                 "calibration": camera.source}}
-        return run_playback(source, pipeline, options, report_header=header)
+        if recording is not None:
+            header["input"]["recording"] = header["input"].pop("video")
+            header["recording"] = recording.summary()
+        report = run_playback(source, pipeline, options, report_header=header)
+        if recording is not None:
+            report["recording"].update(frames_missing=source.missing_frames,
+                                       unreadable_segments=[str(p) for p in source.unreadable_segments])
+            if options.report_out:
+                write_json(options.report_out, report)
+        return report
 
 
 def make_digitiser(args, scene) -> Digitiser:

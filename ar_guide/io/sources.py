@@ -29,6 +29,7 @@ import dataclasses
 import glob
 import os
 import re
+import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -409,33 +410,39 @@ def _read_image(path: Path) -> np.ndarray | None:
 
 
 class CameraSource:
-    """Live frames from a camera index (0, 1 ...) or a stream URL, through cv2.VideoCapture.
+    """Live frames from a camera index (0, 1 ...), a device path or a stream URL, through
+    cv2.VideoCapture.
 
     A background thread grabs continuously and keeps only the newest frame: a pipeline slower
     than the camera never works through a backlog of old frames, which is what makes webcam
     trackers lag by hundreds of ms (FIELD-NOTES.md, "Latency").  ``Frame.index`` counts every
     frame grabbed, so frames the pipeline never saw leave gaps (counted in ``dropped_frames``);
-    ``timestamp_s`` is the monotonic clock at the grab, from the start of capture.  Iteration
-    ends, with ``disconnected`` True, when the camera stops delivering frames for
-    ``stall_timeout_s`` (unplugged, stream lost) or the stream ends.
+    ``timestamp_s`` is the monotonic clock right after the grab (before the image is decoded
+    and converted), from ``clock_origin_s``: ``clock_origin_s + timestamp_s`` is the
+    ``time.monotonic()`` of the grab, for capture-to-display latency.  Iteration ends, with
+    ``disconnected`` True, when the camera stops delivering frames for ``stall_timeout_s``
+    (unplugged, stream lost) or the stream ends (then ``ended`` is True too).  The capture is
+    released by the grab thread when it stops, never while a read is in progress (a network
+    read can block until FFmpeg's read timeout); ``released`` says when that has happened.
 
     A video FILE given as the camera (for rehearsals and tests) is paced in real time: each frame
     is delivered at its timestamp in the file (``CAP_PROP_POS_MSEC``, else its number / fps)
     after the first, as a camera would, instead of as fast as it decodes.  ``realtime`` forces
-    pacing on or off (default: on for regular files only).
+    pacing on or off (default: on for regular files only).  Network streams (``scheme://``)
+    open with FFmpeg open/read timeouts (``LiveCaptureSettings``) instead of FFmpeg's 30 s.
+    ``capture``: an already opened cv2.VideoCapture-like object to use instead of opening
+    ``spec`` (tests pass one that fails on purpose).
     """
 
     def __init__(self, spec: int | str, size: tuple[int, int] | None = None,
-                 fps: float | None = None, stall_timeout_s: float = 2.0, realtime: bool | None = None):
-        import threading
-
+                 fps: float | None = None, stall_timeout_s: float = 2.0, realtime: bool | None = None,
+                 capture=None):
         import cv2
 
         self.spec = spec
         self.stall_timeout_s = float(stall_timeout_s)
         self.realtime = os.path.isfile(str(spec)) if realtime is None else bool(realtime)
-        target = int(spec) if isinstance(spec, int) or str(spec).isdigit() else str(spec)
-        self._cap = cv2.VideoCapture(target)
+        self._cap = capture if capture is not None else _open_capture(spec)
         if not self._cap.isOpened():
             self._cap.release()
             raise InputError("cannot open this camera or stream (no such device, in use, or "
@@ -456,50 +463,66 @@ class CameraSource:
         self.skipped_frames = 0
         self.dropped_frames = 0
         self.disconnected = False
-        self._t0 = time.monotonic()
+        self.ended = False
+        self.clock_origin_s = time.monotonic()
         self._file_t0 = self._file_time_s(0)
         self._stop = threading.Event()
         self._latest = (0, 0.0, np.ascontiguousarray(image))  # (grab number, time, image)
         self._grabbed = 1
         self._running = True
-        self._ended = False
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._grab_loop, name="ar_guide-camera",
                                         daemon=True)
         self._thread.start()
 
+    @property
+    def released(self) -> bool:
+        """True once the grab thread has stopped and released the capture."""
+        return not self._thread.is_alive()
+
     def _file_time_s(self, grab_number: int) -> float:
-        """Timestamp (s) in the file of the frame just read."""
+        """Timestamp (s) in the file of the frame just grabbed."""
         import cv2
 
         ms = self._cap.get(cv2.CAP_PROP_POS_MSEC)
         return ms / 1000.0 if ms and ms > 0 else grab_number / self.fps
 
     def _grab_loop(self) -> None:
-        while self._running:
-            ok, image = self._cap.read()
-            if ok and image is not None and self.realtime:
-                # Deliver the frame when a camera would have: at its time in the file.
-                due = self._t0 + (self._file_time_s(self._grabbed) - self._file_t0)
-                delay = due - time.monotonic()
-                if delay > 0 and self._stop.wait(delay):
-                    return
-            now = time.monotonic() - self._t0
-            with self._cond:
-                if not ok or image is None:
-                    self._ended = True
+        try:
+            while self._running:
+                ok = self._cap.grab()
+                if ok and self.realtime:
+                    # Deliver the frame when a camera would have: at its time in the file.
+                    due = self.clock_origin_s + (self._file_time_s(self._grabbed) - self._file_t0)
+                    delay = due - time.monotonic()
+                    if delay > 0 and self._stop.wait(delay):
+                        return
+                # The capture time is taken at the grab: decoding and colour conversion
+                # (retrieve) count as latency.
+                now = time.monotonic() - self.clock_origin_s
+                image = None
+                if ok:
+                    ok, image = self._cap.retrieve()
+                with self._cond:
+                    if not ok or image is None:
+                        self.ended = self._running
+                        self._cond.notify_all()
+                        return
+                    self._latest = (self._grabbed, now, image)
+                    self._grabbed += 1
                     self._cond.notify_all()
-                    return
-                self._latest = (self._grabbed, now, image)
-                self._grabbed += 1
+        finally:
+            with self._cond:
+                self._running = False
                 self._cond.notify_all()
+            self._cap.release()
 
     def __iter__(self) -> Iterator[Frame]:
         last = -1
         while True:
             with self._cond:
                 deadline = time.monotonic() + self.stall_timeout_s
-                while self._latest[0] <= last and not self._ended and self._running:
+                while self._latest[0] <= last and self._running:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
@@ -507,20 +530,24 @@ class CameraSource:
                 index, timestamp, image = self._latest
                 if index <= last:
                     # Nothing new: the stream ended, the camera stalled, or close() was called.
-                    self.disconnected = self._running
+                    self.disconnected = not self._stop.is_set()
                     return
             self.dropped_frames += index - last - 1
             last = index
             yield Frame(index, timestamp, np.ascontiguousarray(image))
 
-    def close(self) -> None:
+    def close(self, timeout_s: float | None = None) -> None:
+        """Stops the grab thread; waits for it up to ``timeout_s`` (default stall_timeout_s + 1).
+
+        The thread releases the capture itself when its current read returns, so a read blocked
+        in a driver or a network stack never sees its capture freed under it.
+        """
         self._running = False
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
-        if self._thread.is_alive():
-            self._thread.join(timeout=self.stall_timeout_s + 1.0)
-        self._cap.release()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=self.stall_timeout_s + 1.0 if timeout_s is None else timeout_s)
 
     def __enter__(self):
         return self
@@ -528,6 +555,23 @@ class CameraSource:
     def __exit__(self, *exc) -> bool:
         self.close()
         return False
+
+
+def _open_capture(spec: int | str):
+    """cv2.VideoCapture of a camera index, a device path, a file or a URL (with FFmpeg timeouts)."""
+    import cv2
+
+    from ar_guide.constants import LiveCaptureSettings
+
+    if isinstance(spec, int) or str(spec).isdigit():
+        return cv2.VideoCapture(int(spec))
+    text = str(spec)
+    if "://" in text:
+        settings = LiveCaptureSettings()
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(settings.stream_open_timeout_ms),
+                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(settings.stream_read_timeout_ms)]
+        return cv2.VideoCapture(text, cv2.CAP_FFMPEG, params)
+    return cv2.VideoCapture(text)
 
 
 def open_source(spec: str | os.PathLike, fps: float | None = None) -> FrameSource:
@@ -544,3 +588,12 @@ def open_source(spec: str | os.PathLike, fps: float | None = None) -> FrameSourc
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return ImageFolderSource(text, fps if fps is not None else DEFAULT_FPS)
     return VideoFileSource(path)
+
+
+def __getattr__(name: str):
+    # LiveCamera and LiveEvent live in ar_guide.io.livecamera (which imports this module).
+    if name in ("LiveCamera", "LiveEvent"):
+        from ar_guide.io import livecamera
+
+        return getattr(livecamera, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
