@@ -12,10 +12,11 @@ cd "$(dirname "$0")"
 #   libosmesa6              : OSMesa, the fallback offscreen OpenGL
 #   libgl1 libglib2.0-0     : loaded by opencv-contrib-python's GUI module
 #   xvfb xdotool            : virtual display for the GUI tests (tests only)
+#   imagemagick             : `import` grabs the live window in its tests (tests only)
 #   libusb-1.0-0            : loaded by open3d-cpu (surface registration)
 #   python3-venv            : to create .venv
 SYSTEM_PACKAGES="libegl1 libgl1 libgl1-mesa-dri libosmesa6 libglib2.0-0 libusb-1.0-0"
-TEST_PACKAGES="xvfb xdotool"
+TEST_PACKAGES="xvfb xdotool imagemagick"
 
 mode="${1:-setup}"
 [ $# -gt 0 ] && shift

@@ -11,7 +11,7 @@ import sys
 from ar_guide import __version__
 from ar_guide.errors import InputError, RenderUnavailable
 
-COMMANDS = ("demo", "play", "calibrate", "register", "pivot", "bench")
+COMMANDS = ("demo", "play", "live", "calibrate", "register", "pivot", "bench")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -21,7 +21,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ar_guide.apps import bench, calibrate, demo, pivot, play, register
+    from ar_guide.apps import bench, calibrate, demo, live, pivot, play, register
 
     parser = _Parser(
         prog="ar-guide",
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ar-guide {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in (demo, play, calibrate, register, pivot, bench):
+    for module in (demo, play, live, calibrate, register, pivot, bench):
         module.add_parser(sub)
     return parser
 
