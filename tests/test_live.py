@@ -466,7 +466,8 @@ def test_headless_run_reports_latency_and_frame_rate(sequence, still_mkv, tmp_pa
 
 @pytest.mark.parametrize("args, fragments", [
     (["--max-seconds", "0"], ["'--max-seconds': expected a positive number of seconds, got 0"]),
-    (["--camera", "{missing}"], ["missing.mkv: ", "cannot open this camera or stream"]),
+    (["--camera", "{missing}"], ["missing.mkv: no such device or file"]),
+    (["--camera", "97"], ["camera 97: cannot open this camera or stream"]),
 ])
 def test_bad_arguments_are_one_line(sequence, still_mkv, tmp_path, capsys, args, fragments):
     base = {"--camera": str(still_mkv), "--scene": str(sequence.scene), "--calibration": str(sequence.calibration)}

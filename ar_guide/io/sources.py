@@ -442,11 +442,15 @@ class CameraSource:
         self.spec = spec
         self.stall_timeout_s = float(stall_timeout_s)
         self.realtime = os.path.isfile(str(spec)) if realtime is None else bool(realtime)
+        is_index = isinstance(spec, int) or str(spec).isdigit()
+        name = f"camera {int(spec)}" if is_index else str(spec)
+        if capture is None and not is_index and "://" not in str(spec) and not os.path.exists(str(spec)):
+            raise InputError("no such device or file", path=name)
         self._cap = capture if capture is not None else _open_capture(spec)
         if not self._cap.isOpened():
             self._cap.release()
             raise InputError("cannot open this camera or stream (no such device, in use, or "
-                             "unreachable)", path=str(spec))
+                             "unreachable)", path=name)
         if size is not None:
             self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, int(size[0]))
             self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, int(size[1]))
@@ -558,20 +562,49 @@ class CameraSource:
 
 
 def _open_capture(spec: int | str):
-    """cv2.VideoCapture of a camera index, a device path, a file or a URL (with FFmpeg timeouts)."""
+    """cv2.VideoCapture of a camera index, a device path, a file or a URL (with FFmpeg timeouts).
+
+    OpenCV's and FFmpeg's own messages are silenced while opening (each backend tried prints its
+    failure, a dozen lines for a missing camera, again at every reconnection attempt); the caller
+    says what failed in one line.  Setting OPENCV_LOG_LEVEL or OPENCV_FFMPEG_LOGLEVEL in the
+    environment brings them back for debugging a camera.
+    """
     import cv2
 
     from ar_guide.constants import LiveCaptureSettings
 
-    if isinstance(spec, int) or str(spec).isdigit():
-        return cv2.VideoCapture(int(spec))
-    text = str(spec)
-    if "://" in text:
-        settings = LiveCaptureSettings()
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(settings.stream_open_timeout_ms),
-                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(settings.stream_read_timeout_ms)]
-        return cv2.VideoCapture(text, cv2.CAP_FFMPEG, params)
-    return cv2.VideoCapture(text)
+    # Read once, when OpenCV's FFmpeg backend first starts: -8 is FFmpeg's AV_LOG_QUIET.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    with _quiet_opencv_log():
+        if isinstance(spec, int) or str(spec).isdigit():
+            return cv2.VideoCapture(int(spec))
+        text = str(spec)
+        if "://" in text:
+            settings = LiveCaptureSettings()
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(settings.stream_open_timeout_ms),
+                      cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(settings.stream_read_timeout_ms)]
+            return cv2.VideoCapture(text, cv2.CAP_FFMPEG, params)
+        return cv2.VideoCapture(text)
+
+
+class _quiet_opencv_log:
+    """OpenCV's log level set to silent for a block, unless the user set OPENCV_LOG_LEVEL."""
+
+    def __enter__(self):
+        import cv2.utils.logging as cv_log
+
+        self._previous = None
+        if "OPENCV_LOG_LEVEL" not in os.environ:
+            self._previous = cv_log.getLogLevel()
+            cv_log.setLogLevel(cv_log.LOG_LEVEL_SILENT)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            import cv2.utils.logging as cv_log
+
+            cv_log.setLogLevel(self._previous)
+        return False
 
 
 def open_source(spec: str | os.PathLike, fps: float | None = None) -> FrameSource:
