@@ -56,3 +56,23 @@ def test_demo_writes_video_and_pose_log(demo_run):
     assert len(rows) == 300
     assert sum(r.status == "OK" for r in rows) == report["status_frames"]["OK"]
     assert all(r.translation_mm is None for r in rows if r.status != "OK")
+
+
+def test_demo_live_rehearsal_runs_the_live_app_on_the_demo_video(demo_run, tmp_path, monkeypatch, capsys):
+    """``demo --live``: ar-guide live with the demo video as a camera paced in real time, headless here;
+    its report lands in the output folder with the live figures (latency, frame rate, skipped)."""
+    import argparse
+
+    from ar_guide.apps import demo
+    from ar_guide.synth.sequence import DEMO_SPEC, ensure_sequence
+
+    monkeypatch.chdir(tmp_path)
+    args = argparse.Namespace(output=tmp_path / "out", no_window=True, live=True, max_seconds=2.0)
+    assert demo.run_live_rehearsal(args, ensure_sequence(DEMO_SPEC)) == 0
+    report = json.loads((tmp_path / "out" / "live-report.json").read_text())
+    assert report["command"] == "live" and report["stopped_by"] == "time limit"
+    assert report["camera"]["width"] == 1280 and report["camera"]["height"] == 720
+    # Paced at 30 fps for 2 s: about 60 frames, not the 300 of the file as fast as it decodes.
+    assert 40 <= report["frames"] <= 62
+    assert report["latency_ms"]["median"] > 0
+    assert "rehearsal: ar-guide live --camera" in capsys.readouterr().err

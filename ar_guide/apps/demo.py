@@ -27,11 +27,16 @@ def add_parser(sub) -> None:
     p.add_argument("--output", type=Path, default=Path("ar_guide_demo"),
                    help="folder for overlay.mp4, poses.csv and report.json (default: ./ar_guide_demo)")
     p.add_argument("--no-window", action="store_true", help="never open a window; write the files only")
+    p.add_argument("--live", action="store_true",
+                   help="rehearse the live overlay instead: run 'ar-guide live' with the demo video as the camera "
+                        "(paced in real time; keys as in live, h lists them), its report in the output folder")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     sequence = ensure_sequence(DEMO_SPEC, progress=True)
+    if args.live:
+        return run_live_rehearsal(args, sequence)
     scene = load_scene(sequence.scene)
     camera = load_camera(sequence.calibration)
     ground_truth = load_ground_truth(sequence.ground_truth)
@@ -54,3 +59,21 @@ def run(args) -> int:
                               report_header=header)
     print_summary(report)
     return 0
+
+
+def run_live_rehearsal(args, sequence) -> int:
+    """``ar-guide live`` on the demo sequence: the same window, keys, HUD and recording as with a
+    camera, the video delivered in real time; recordings and screenshots go to the output folder."""
+    import argparse
+
+    from ar_guide.apps import live
+
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"ar-guide: rehearsal: ar-guide live --camera {sequence.video} --scene {sequence.scene} "
+          f"--calibration {sequence.calibration}", file=sys.stderr)
+    live_args = argparse.Namespace(camera=str(sequence.video), scene=sequence.scene, calibration=sequence.calibration,
+                                   record=None, screenshots=out / "screenshots", fullscreen=False,
+                                   no_window=args.no_window, max_seconds=getattr(args, "max_seconds", None),
+                                   report=out / "live-report.json")
+    return live.run(live_args)
