@@ -369,7 +369,7 @@ def draw_tool_tip(frame_bgr: np.ndarray, camera: CameraModel, tip_camera: np.nda
 
 # -- screen-space elements -------------------------------------------------------------------------
 
-def _darken(frame_bgr: np.ndarray, x0: int, y0: int, x1: int, y1: int, keep: float = 0.35) -> None:
+def darken_box(frame_bgr: np.ndarray, x0: int, y0: int, x1: int, y1: int, keep: float = 0.35) -> None:
     h, w = frame_bgr.shape[:2]
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
     if x1 > x0 and y1 > y0:
@@ -400,7 +400,7 @@ def draw_hud(frame_bgr: np.ndarray, lines: list[tuple[str, tuple[int, int, int]]
     line_h = max(sz[0][1] + sz[1] for sz in sizes) + pad // 2
     width = max(sz[0][0] for sz in sizes) + 2 * pad
     height = line_h * len(lines) + pad
-    _darken(frame_bgr, 0, 0, width, height)
+    darken_box(frame_bgr, 0, 0, width, height)
     y = pad // 2
     for (text, colour), ((_, th), base) in zip(lines, sizes):
         y += line_h
@@ -571,7 +571,7 @@ def draw_bullseye(frame_bgr: np.ndarray, guidance: PointerGuidance | None, lines
     width = max([side] + [sz[0][0] + 2 * pad for sz in sizes])
     height = side + line_h * len(lines) + (pad if lines else 0)
     x0, y0 = _inset_place(frame_bgr.shape, width, height, avoid_uv_px, avoid_radius_px, avoid_boxes)
-    _darken(frame_bgr, x0, y0, x0 + width, y0 + height, keep=0.3)
+    darken_box(frame_bgr, x0, y0, x0 + width, y0 + height, keep=0.3)
 
     centre = np.array([x0 + width / 2.0, y0 + side / 2.0])
     radius = side / 2.0 - pad

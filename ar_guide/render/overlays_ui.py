@@ -31,14 +31,6 @@ def text_metrics(frame_bgr: np.ndarray, settings: RenderSettings = RenderSetting
     return scale, max(1, int(round(scale * 1.6)))
 
 
-def _darken(frame_bgr: np.ndarray, x0: int, y0: int, x1: int, y1: int, keep: float = 0.25) -> None:
-    h, w = frame_bgr.shape[:2]
-    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
-    if x1 > x0 and y1 > y0:
-        roi = frame_bgr[y0:y1, x0:x1]
-        cv2.convertScaleAbs(roi, dst=roi, alpha=keep)
-
-
 def draw_help(frame_bgr: np.ndarray, rows: list[tuple[str, str, str]]) -> None:
     """The key help: a darkened panel in the middle with one row per key: label, what it does, and
     its current state in brackets ("on", "off", "80 %" ...; "" for none).  Shrunk to fit the image."""
@@ -63,7 +55,7 @@ def draw_help(frame_bgr: np.ndarray, rows: list[tuple[str, str, str]]) -> None:
         key_w, gap, pad, line_h, base, width, height = layout(scale, thick)
     x0 = max(0, (w - width) // 2)
     y0 = max(0, (h - height) // 2)
-    _darken(frame_bgr, x0, y0, x0 + width, y0 + height)
+    annotations.darken_box(frame_bgr, x0, y0, x0 + width, y0 + height, keep=0.25)
     cv2.rectangle(frame_bgr, (x0, y0), (min(w - 1, x0 + width), min(h - 1, y0 + height)), WHITE, 1)
     y = y0 + pad + line_h - base
     annotations.put_text(frame_bgr, title, (x0 + pad, y), WHITE, scale, thick)
@@ -92,7 +84,7 @@ def draw_recording_indicator(frame_bgr: np.ndarray, elapsed_s: float, failed: bo
     radius = max(4, int(round(th * 0.55)))
     x1 = w - pad
     x0 = x1 - tw - 3 * radius - pad
-    _darken(frame_bgr, x0 - pad, 0, w, th + base + 2 * pad, keep=0.4)
+    annotations.darken_box(frame_bgr, x0 - pad, 0, w, th + base + 2 * pad, keep=0.4)
     cy = pad + th // 2 + base // 2
     cv2.circle(frame_bgr, (x0 + radius, cy), radius, colour, -1, cv2.LINE_AA)
     annotations.put_text(frame_bgr, text, (x0 + 3 * radius, pad + th), colour if failed else WHITE, scale, thick)
@@ -125,7 +117,7 @@ def draw_message_band(frame_bgr: np.ndarray, text: str, colour=WHITE, row: int =
     y0 = y1 - band
     if y0 < 0:
         return
-    _darken(frame_bgr, 0, y0, w, y1, keep=0.3)
+    annotations.darken_box(frame_bgr, 0, y0, w, y1, keep=0.3)
     cv2.rectangle(frame_bgr, (0, y0), (w - 1, y1 - 1), colour, 2)
     annotations.put_text(frame_bgr, text, (8, y1 - base - 6), colour, scale, thick)
 
