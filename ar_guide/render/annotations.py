@@ -590,7 +590,7 @@ def draw_bullseye(frame_bgr: np.ndarray, guidance: PointerGuidance | None, lines
     outer = gs.rings_mm[-1] * mm_to_px
     ring_text = f"{gs.rings_mm[-1]:g} mm"
     (tw, th), _ = cv2.getTextSize(ring_text, FONT, small, small_t)
-    _plain_text(frame_bgr, ring_text, (centre[0] + 0.72 * outer - tw / 2, centre[1] + 0.72 * outer + th),
+    _plain_text(frame_bgr, ring_text, (centre[0] + 0.8 * outer - tw / 2, centre[1] + 0.8 * outer + th),
                 ring_colour, small, small_t)
     if labels:
         (lw, lh), _ = cv2.getTextSize("M", FONT, small, small_t)
