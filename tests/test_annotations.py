@@ -175,3 +175,22 @@ def test_tool_tip_drawn_at_its_projection():
     u, v = CAMERA.project(tip[None])[0]
     ring = frame[int(round(v)) + 3, int(round(u))]
     assert ring.max() > 200
+
+
+def test_hud_lines_wider_than_the_frame_shrink_to_fit_instead_of_being_cut():
+    """Regression: at 640x360 the registration line ran past the right edge and was cut off."""
+    h, w = 360, 640
+    long_line = ("registration: synthetic ground truth  FRE 0.00 mm  predicted TRE at tumour 0.00 mm", (230, 230, 230))
+    short = [("reference: OK  12 markers  0.31 px", (0, 255, 0))]
+    frame = np.zeros((h, w, 3), np.uint8)
+    font_scale, thickness = an._text_metrics(frame, an.RenderSettings())
+    assert cv2.getTextSize(long_line[0], an.FONT, font_scale, thickness)[0][0] > w     # would not fit as it is
+    x0, y0, x1, y1 = an.hud_box(frame, short + [long_line])
+    assert x1 <= w
+    white = np.full((h, w, 3), 255, np.uint8)
+    an.draw_hud(white, short + [long_line])
+    ys, xs = np.nonzero(np.any(white != 255, axis=2))
+    assert xs.max() < w - 1 and (x0, y0, x1) == (0, 0, xs.max() + 1) and ys.max() < y1
+    # Lines that fit keep their size: the same box as before the rule.
+    assert an.hud_box(frame, short)[2] == cv2.getTextSize(short[0][0], an.FONT, font_scale, thickness)[0][0] + 2 * int(
+        round(0.5 * font_scale * an._FONT_HEIGHT_AT_SCALE_1))

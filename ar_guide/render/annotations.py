@@ -377,16 +377,30 @@ def darken_box(frame_bgr: np.ndarray, x0: int, y0: int, x1: int, y1: int, keep: 
         cv2.convertScaleAbs(roi, dst=roi, alpha=keep)
 
 
+def _hud_layout(frame_bgr: np.ndarray, lines, settings: RenderSettings):
+    """Font scale, thickness, padding, text sizes, line height and panel size of the HUD.  The text
+    shrinks when its widest line would not fit the image (small frames, long lines)."""
+    font_scale, thick = _text_metrics(frame_bgr, settings)
+    frame_w = frame_bgr.shape[1]
+    for _ in range(4):   # text width is nearly proportional to the scale: one or two rounds suffice
+        pad = int(round(0.5 * font_scale * _FONT_HEIGHT_AT_SCALE_1))
+        sizes = [cv2.getTextSize(text, FONT, font_scale, thick) for text, _ in lines]
+        width = max(sz[0][0] for sz in sizes) + 2 * pad
+        if width <= frame_w:
+            break
+        font_scale *= 0.99 * frame_w / width
+        thick = max(1, min(thick, int(round(font_scale * 1.6))))
+    line_h = max(sz[0][1] + sz[1] for sz in sizes) + pad // 2
+    return font_scale, thick, pad, sizes, line_h, width, line_h * len(lines) + pad
+
+
 def hud_box(frame_bgr: np.ndarray, lines: list[tuple[str, tuple[int, int, int]]],
             settings: RenderSettings = RenderSettings()) -> tuple[int, int, int, int]:
     """The box (x0, y0, x1, y1) px that :func:`draw_hud` covers with these lines (x1, y1 exclusive)."""
     if not lines:
         return 0, 0, 0, 0
-    font_scale, thick = _text_metrics(frame_bgr, settings)
-    pad = int(round(0.5 * font_scale * _FONT_HEIGHT_AT_SCALE_1))
-    sizes = [cv2.getTextSize(text, FONT, font_scale, thick) for text, _ in lines]
-    line_h = max(sz[0][1] + sz[1] for sz in sizes) + pad // 2
-    return 0, 0, max(sz[0][0] for sz in sizes) + 2 * pad, line_h * len(lines) + pad
+    *_, width, height = _hud_layout(frame_bgr, lines, settings)
+    return 0, 0, width, height
 
 
 def draw_hud(frame_bgr: np.ndarray, lines: list[tuple[str, tuple[int, int, int]]],
@@ -394,12 +408,7 @@ def draw_hud(frame_bgr: np.ndarray, lines: list[tuple[str, tuple[int, int, int]]
     """Status lines at the top left, each in its colour, on a darkened panel (any background)."""
     if not lines:
         return
-    font_scale, thick = _text_metrics(frame_bgr, settings)
-    pad = int(round(0.5 * font_scale * _FONT_HEIGHT_AT_SCALE_1))
-    sizes = [cv2.getTextSize(text, FONT, font_scale, thick) for text, _ in lines]
-    line_h = max(sz[0][1] + sz[1] for sz in sizes) + pad // 2
-    width = max(sz[0][0] for sz in sizes) + 2 * pad
-    height = line_h * len(lines) + pad
+    font_scale, thick, pad, sizes, line_h, width, height = _hud_layout(frame_bgr, lines, settings)
     darken_box(frame_bgr, 0, 0, width, height)
     y = pad // 2
     for (text, colour), ((_, th), base) in zip(lines, sizes):
