@@ -16,9 +16,10 @@ from pathlib import Path
 
 from ar_guide.apps import live_files
 from ar_guide.apps.live_session import LiveOptions, LiveSession, print_live_summary
-from ar_guide.camera import load_camera
+from ar_guide.apps.play import resolve_calibration
 from ar_guide.errors import InputError
 from ar_guide.io.display import Window, has_display
+from ar_guide.io.sources import camera_index
 from ar_guide.scene import load_scene
 from ar_guide.session import build_pipeline
 
@@ -58,15 +59,8 @@ def parse_camera(text: str) -> int | str:
     text = str(text).strip()
     if not text:
         raise InputError("expected a camera index, device path, URL or video file, got nothing", key="--camera")
-    return int(text) if text.isdigit() else text
-
-
-def resolve_calibration(args, scene):
-    path = args.calibration or scene.calibration_path
-    if path is None:
-        raise InputError("no camera calibration: pass --calibration CAM.yaml or add 'calibration:' to the scene",
-                         path=args.scene)
-    return load_camera(path)
+    index = camera_index(text)
+    return text if index is None else index
 
 
 def run(args) -> int:
@@ -82,7 +76,7 @@ def run(args) -> int:
         live_files.check_record_folder(args.record)
     spec = parse_camera(args.camera)
     scene = load_scene(args.scene)
-    camera_model = resolve_calibration(args, scene)
+    camera_model = resolve_calibration(args, scene)   # play's rule: --calibration, else the scene's
     # The pipeline (meshes, GL context: about a second) is ready before the camera opens, so that
     # the first frames are not skipped while it loads.
     pipeline = build_pipeline(scene, camera_model) if camera_model.image_size is not None else None

@@ -45,6 +45,7 @@ from ar_guide.io.recording import (DROPPED, FORMAT, FORMAT_VERSION, FRAME_COLUMN
                                    POSES_CSV, RAW_DIR, RECORDED, RECORDING_JSON, SEGMENT_COLUMNS, SEGMENTS_CSV,
                                    RecordingInfo, open_recording, segment_name)
 from ar_guide.io.report import write_json
+from ar_guide.io.writers import add_h264_stream
 
 __all__ = ["Recorder", "RecordingInfo", "open_recording"]
 
@@ -83,14 +84,10 @@ class _VideoSegmentFile:
         self._container = av.open(str(path), mode="w", format="matroska",
                                   options={"cluster_time_limit": str(int(settings.cluster_ms)), "flush_packets": "1"})
         try:
-            stream = self._container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-            stream.width, stream.height = size
-            stream.pix_fmt = "yuv420p"
-            stream.time_base = _TIME_BASE
-            stream.codec_context.time_base = _TIME_BASE
-            stream.codec_context.thread_count = int(settings.encoder_threads)
             # zerolatency: no look-ahead, no B-frames, so a frame's packet is written at once.
-            stream.options = {"crf": str(int(crf)), "preset": settings.preset, "tune": "zerolatency"}
+            stream = add_h264_stream(self._container, fps, size,
+                                     {"crf": str(int(crf)), "preset": settings.preset, "tune": "zerolatency"},
+                                     time_base=_TIME_BASE, threads=settings.encoder_threads)
         except BaseException:
             self._container.close()
             raise

@@ -442,9 +442,9 @@ class CameraSource:
         self.spec = spec
         self.stall_timeout_s = float(stall_timeout_s)
         self.realtime = os.path.isfile(str(spec)) if realtime is None else bool(realtime)
-        is_index = isinstance(spec, int) or str(spec).isdigit()
-        name = f"camera {int(spec)}" if is_index else str(spec)
-        if capture is None and not is_index and "://" not in str(spec) and not os.path.exists(str(spec)):
+        index = camera_index(spec)
+        name = str(spec) if index is None else f"camera {index}"
+        if capture is None and index is None and "://" not in str(spec) and not os.path.exists(str(spec)):
             raise InputError("no such device or file", path=name)
         self._cap = capture if capture is not None else _open_capture(spec)
         if not self._cap.isOpened():
@@ -561,6 +561,14 @@ class CameraSource:
         return False
 
 
+def camera_index(spec: int | str) -> int | None:
+    """The camera index that ``spec`` names (0, "1" ...), or None for a device path, file or URL."""
+    if isinstance(spec, int):
+        return spec
+    text = str(spec).strip()
+    return int(text) if text.isdigit() else None
+
+
 def _open_capture(spec: int | str):
     """cv2.VideoCapture of a camera index, a device path, a file or a URL (with FFmpeg timeouts).
 
@@ -576,8 +584,9 @@ def _open_capture(spec: int | str):
     # Read once, when OpenCV's FFmpeg backend first starts: -8 is FFmpeg's AV_LOG_QUIET.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     with _quiet_opencv_log():
-        if isinstance(spec, int) or str(spec).isdigit():
-            return cv2.VideoCapture(int(spec))
+        index = camera_index(spec)
+        if index is not None:
+            return cv2.VideoCapture(index)
         text = str(spec)
         if "://" in text:
             settings = LiveCaptureSettings()

@@ -16,6 +16,26 @@ from ar_guide.errors import InputError
 H264_CONTAINERS = (".mp4", ".mkv", ".mov")
 
 
+def add_h264_stream(container, fps: float, size: tuple[int, int], options: dict[str, str],
+                    time_base: Fraction | None = None, threads: int | None = None):
+    """An x264 stream (yuv420p) of ``size`` at ``fps`` in an open PyAV output ``container``.
+
+    options : x264's, e.g. {"crf": "18", "preset": "veryfast", "tune": "zerolatency"}
+    time_base : of the frames' ``pts`` when the caller sets them (the recorder: milliseconds)
+    threads : encoder threads (None: FFmpeg's choice)
+    """
+    stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+    stream.width, stream.height = int(size[0]), int(size[1])
+    stream.pix_fmt = "yuv420p"
+    if time_base is not None:
+        stream.time_base = time_base
+        stream.codec_context.time_base = time_base
+    if threads is not None:
+        stream.codec_context.thread_count = int(threads)
+    stream.options = dict(options)
+    return stream
+
+
 class VideoWriter:
     """Writes BGR uint8 frames of one size to a video file.
 
@@ -42,17 +62,14 @@ class VideoWriter:
             self._container = av.open(str(self.path), mode="w")
         except (OSError, av.error.FFmpegError) as exc:
             raise InputError(f"cannot write video: {exc}", path=self.path) from None
-        rate = Fraction(fps).limit_denominator(1001)
         if suffix == ".avi":
-            self._stream = self._container.add_stream("mjpeg", rate=rate)
+            self._stream = self._container.add_stream("mjpeg", rate=Fraction(fps).limit_denominator(1001))
             self._stream.pix_fmt = "yuvj420p"
             self._stream.options = {"q:v": "3"}
+            self._stream.width = width
+            self._stream.height = height
         else:
-            self._stream = self._container.add_stream("libx264", rate=rate)
-            self._stream.pix_fmt = "yuv420p"
-            self._stream.options = {"crf": str(int(crf)), "preset": preset}
-        self._stream.width = width
-        self._stream.height = height
+            self._stream = add_h264_stream(self._container, fps, self.size, {"crf": str(int(crf)), "preset": preset})
 
     def write(self, frame_bgr: np.ndarray) -> None:
         import av
